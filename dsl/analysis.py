@@ -1,0 +1,141 @@
+"""Static and abstract analysis of programs: dead code, abstract execution, functional hash.
+
+Abstract execution runs a program with numpy (float64) on small random tensors over a few steps;
+it is cheap (well under a millisecond per program) so the search can afford it for every child.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from .execute import run
+from .program import MEMORY, Program
+
+
+def _live(p: Program) -> tuple[list[bool], set[str]]:
+    """Which statements are live, and which memory slots carry state across steps.
+
+    A statement is live if its result reaches `update`, this step or a later one: `m`'s new value
+    is live only if some live statement reads the old `m` (a fixpoint over the two memory slots).
+    """
+    needed = {"update"}
+    while True:
+        live_names, keep = set(needed), [False] * len(p.statements)
+        for i in range(len(p.statements) - 1, -1, -1):
+            s = p.statements[i]
+            if s.out in live_names:
+                keep[i] = True
+                live_names.discard(s.out)
+                live_names.update(a for a in s.args if isinstance(a, str))
+        carried = {k for k in MEMORY if k in live_names}  # old value read by a live statement
+        if carried <= needed:
+            return keep, {k for k in carried if any(k == s.out for s, l in zip(p.statements, keep) if l)}
+        needed |= carried
+
+
+def strip_dead_code(p: Program) -> Program:
+    """The same optimizer without statements whose results never reach `update`."""
+    keep, _ = _live(p)
+    return p.replace(s for s, k in zip(p.statements, keep) if k)
+
+
+def state_slots(p: Program) -> tuple[str, ...]:
+    """The memory slots (`m`, `v`) that the optimizer must keep between steps."""
+    return tuple(k for k in MEMORY if k in _live(p)[1])
+
+
+def redundancy(p: Program) -> float:
+    """The fraction of statements that are dead."""
+    return 1.0 - len(strip_dead_code(p)) / len(p) if len(p) else 0.0
+
+
+# ---- abstract execution ------------------------------------------------------------------------
+
+SHAPES = ((3,), (4, 5), (2, 3, 2))
+STEPS = 6
+
+
+def _lr_shape(t: int) -> float:
+    return 1.0 - 0.1 * t  # a varying learning-rate input, so that programs that ignore it differ
+
+
+def trajectory(p: Program, seed: int = 0, shapes=SHAPES, steps: int = STEPS, grads=None):
+    """The updates of `p` over `steps` steps on random tensors: a list (per step) of lists (per tensor).
+
+    `w` starts random, `m` and `v` at zero, gradients are fresh N(0, 1) draws each step, and the
+    caller's rule `w <- w - update` is applied, so the trajectory captures the whole optimizer.
+    """
+    rng = np.random.default_rng(seed)
+    ws = [rng.normal(size=s) for s in shapes]
+    if grads is None:
+        grads = [[rng.normal(size=s) for s in shapes] for _ in range(steps)]
+    ms = [np.zeros(s) for s in shapes]
+    vs = [np.zeros(s) for s in shapes]
+    out = []
+    with np.errstate(all="ignore"):
+        for t in range(steps):
+            ups = []
+            for i in range(len(shapes)):
+                u, ms[i], vs[i] = run(p, np, ws[i], grads[t][i], ms[i], vs[i], _lr_shape(t), float(t + 1))
+                ws[i] = ws[i] - u
+                ups.append(u)
+            out.append(ups)
+    return out
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def check(p: Program, seed: int = 0) -> Verdict:
+    """Abstract execution: is `p` worth training? Rejects NaN/inf and updates blind to the gradient."""
+    try:
+        ups = trajectory(p, seed)
+    except (ArithmeticError, ValueError, TypeError) as e:  # defensive: ops are total by design
+        return Verdict(False, f"execution failed: {e}")
+    for t, step in enumerate(ups, 1):
+        for u in step:
+            if not np.all(np.isfinite(u)):
+                return Verdict(False, f"update is NaN or inf at step {t}")
+    rng = np.random.default_rng(seed + 1)
+    other = trajectory(p, seed, grads=[[rng.normal(size=s) for s in SHAPES] for _ in range(STEPS)])
+    if all(np.array_equal(a, b) for x, y in zip(ups, other) for a, b in zip(x, y)):
+        return Verdict(False, "update does not depend on the gradient")
+    return Verdict(True, "ok")
+
+
+def _rounded(x: np.ndarray, bits: int = 20) -> np.ndarray:
+    """Round to `bits` mantissa bits (about 6 significant digits); tiny values become 0."""
+    x = np.where(np.abs(x) < 1e-30, 0.0, x)
+    mant, exp = np.frexp(x)
+    q = np.round(mant * 2.0 ** bits)
+    carry = np.abs(q) == 2.0 ** bits  # rounding up to the next power of two
+    return np.stack([np.where(carry, q / 2, q), np.where(carry, exp + 1, exp)])
+
+
+def fingerprint(p: Program) -> str:
+    """A functional hash: equal for programs that compute the same updates (dead code, renaming,
+    reordering and algebraically equal forms included), different otherwise."""
+    h = hashlib.sha256()
+    with np.errstate(all="ignore"):
+        for step in trajectory(p):
+            for u in step:
+                h.update(np.nan_to_num(_rounded(u), nan=7.0, posinf=8.0, neginf=9.0).astype(np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def equivalent(p: Program, q: Program, seeds=(0, 1, 2), steps: int = 10, rtol: float = 1e-6) -> bool:
+    """Whether `p` and `q` compute the same updates on random inputs over several steps."""
+    for seed in seeds:
+        for x, y in zip(trajectory(p, seed, steps=steps), trajectory(q, seed, steps=steps)):
+            for a, b in zip(x, y):
+                if not np.allclose(a, b, rtol=rtol, atol=1e-9, equal_nan=True):
+                    return False
+    return True

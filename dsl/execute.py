@@ -1,0 +1,23 @@
+"""Run a program's statements on one tensor, with numpy (analysis) or jax.numpy (training).
+
+Every value stands for a tensor of the parameter's shape: inputs, constants and `lr` broadcast
+against it, and reductions see their arguments at that full shape.
+"""
+from __future__ import annotations
+
+from .ops import OPS
+from .program import Program
+
+
+def run(p: Program, xp, w, g, m, v, lr, step=1.0):
+    """One step of `p` on one tensor: returns (update, m, v), each of `w`'s shape."""
+    env = dict(p.params)
+    env.update(w=w, g=g, m=m, v=v, lr=lr, step=step)
+    shape = xp.shape(w)
+    for s in p.statements:
+        op = OPS[s.op]
+        args = [env[a] if isinstance(a, str) else a for a in s.args]
+        if op.reduces:
+            args = [xp.broadcast_to(xp.asarray(a, dtype=w.dtype), shape) for a in args]
+        env[s.out] = op.fn(xp, *args)
+    return tuple(xp.broadcast_to(xp.asarray(env[k], dtype=w.dtype), shape) for k in ("update", "m", "v"))

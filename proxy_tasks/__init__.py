@@ -1,0 +1,1 @@
+"""Proxy tasks: small JAX training loops, compiled once, that score optimizer programs."""

@@ -1,0 +1,1 @@
+"""Regularized evolution over optimizer programs, on Ray workers."""

@@ -1,0 +1,1 @@
+"""Funnel selection: re-evaluate survivors on progressively larger tasks."""

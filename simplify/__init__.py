@@ -1,0 +1,1 @@
+"""Simplification: from a raw discovered program to its essence."""
