@@ -91,9 +91,10 @@ def _signature(line: _Line) -> tuple[tuple[tuple[str, float], ...], bool]:
     line.take("name", "train", "'train'")
     line.take("punct", "(", "'('")
     for k, slot in enumerate(INPUTS):
+        expected = f"input {slot!r} (the inputs are w, g, m, v, lr in this order)"
         if k:
-            line.take("punct", ",", "','")
-        line.take("name", slot, f"input {slot!r} (the inputs are w, g, m, v, lr in this order)")
+            line.take("punct", ",", "',' and " + expected)
+        line.take("name", slot, expected)
     uses_step, params = False, []
     while line.at("punct", ","):
         line.i += 1
@@ -169,7 +170,7 @@ def parse(text: str, name: str = "") -> Program:
             raise ProgramError("statements must be indented under the signature", n, 1)
         line = _Line(t, n)
         if line.at("name", "return"):
-            line.i += 1
+            ret_at = (n, line.take("name")[2])
             for k, slot in enumerate(OUTPUTS):
                 if k:
                     line.take("punct", ",", "','")
@@ -181,7 +182,7 @@ def parse(text: str, name: str = "") -> Program:
     if not returned:
         raise ProgramError("missing 'return update, m, v'", lines[-1][0] + 1, 1)
     if "update" not in names:
-        raise ProgramError("the program never assigns `update`", lines[-1][0], 1)
+        raise ProgramError("the program never assigns `update`", *ret_at)
     return Program(tuple(stmts), params, uses_step, name)
 
 

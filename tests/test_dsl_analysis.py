@@ -1,0 +1,106 @@
+"""Dead code, abstract execution, the functional hash and equivalence."""
+import numpy as np
+import pytest
+
+import dsl
+from dsl.execute import run
+
+HEAD = "def train(w, g, m, v, lr):\n"
+RET = "    return update, m, v\n"
+
+
+def prog(*lines):
+    return dsl.parse(HEAD + "".join(f"    {l}\n" for l in lines) + RET)
+
+
+def test_dead_code_is_removed_including_state_nothing_reads():
+    p = prog("junk = exp(g)", "v = interp(g, v, 0.5)", "c = interp(g, m, 0.9)", "update = sign(c)",
+             "unused = update * 3", "update = update * lr", "m = interp(g, m, 0.99)")
+    q = dsl.strip_dead_code(p)
+    assert [s.out for s in q.statements] == ["c", "update", "update", "m"]
+    assert dsl.state_slots(p) == ("m",)
+    assert dsl.equivalent(p, q)
+    assert dsl.redundancy(p) == pytest.approx(3 / 7)
+
+
+def test_state_written_but_read_later_in_the_step_is_live():
+    # m is written after update reads it: live only across steps.
+    p = prog("update = m * lr", "m = interp(g, m, 0.9)")
+    assert len(dsl.strip_dead_code(p)) == 2 and dsl.state_slots(p) == ("m",)
+
+
+def test_state_slots_of_builtins():
+    assert dsl.state_slots(dsl.load("lion")) == ("m",)
+    assert dsl.state_slots(dsl.load("adamw")) == ("m", "v")
+    assert dsl.state_slots(dsl.load("sgd")) == ()
+
+
+def test_check_accepts_builtins():
+    for name in dsl.builtin_names():
+        assert dsl.check(dsl.load(name)), name
+
+
+@pytest.mark.parametrize("lines, reason", [
+    (["update = w * lr"], "does not depend on the gradient"),
+    (["a = g - g", "update = a * lr"], "does not depend on the gradient"),
+    (["a = exp(g)", "a = exp(a)", "a = exp(a)", "update = exp(a)"], "NaN or inf"),
+    (["a = g * 1e300", "update = a * 1e300"], "NaN or inf"),
+])
+def test_check_rejects_with_a_reason(lines, reason):
+    verdict = dsl.check(prog(*lines))
+    assert not verdict and reason in verdict.reason
+
+
+def test_domain_rule_gives_zero_not_nan():
+    x = np.array([-1.0, 0.0, 4.0])
+    for name, expect in [("sqrt", [0, 0, 2]), ("log", [0, 0, np.log(4)]), ("rsqrt", [0, 0, 0.5]),
+                         ("reciprocal", [-1, 0, 0.25]), ("arcsin", [-np.pi / 2, 0, 0])]:
+        with np.errstate(all="ignore"):
+            got = dsl.OPS[name].fn(np, x)
+        np.testing.assert_allclose(got, expect, err_msg=name)
+    with np.errstate(all="ignore"):
+        np.testing.assert_allclose(dsl.OPS["div"].fn(np, x, np.array([0.0, 0.0, 2.0])), [0, 0, 2])
+        np.testing.assert_allclose(dsl.OPS["power"].fn(np, x, np.array(0.5)), [0, 0, 2])
+        np.testing.assert_allclose(dsl.OPS["power"].fn(np, x, np.array(-1.0)), [-1, 0, 0.25])
+        assert np.isinf(dsl.OPS["exp"].fn(np, np.array(1000.0)))  # overflow is not masked
+
+
+def test_every_op_agrees_between_numpy_and_jax():
+    import jax.numpy as jnp
+    rng = np.random.default_rng(0)
+    args = [rng.normal(size=(3, 4)) * 2 for _ in range(3)]
+    for name, op in dsl.OPS.items():
+        with np.errstate(all="ignore"):
+            a = op.fn(np, *args[:op.arity])
+        b = op.fn(jnp, *[jnp.asarray(x, jnp.float32) for x in args[:op.arity]])
+        np.testing.assert_allclose(np.asarray(b), a, rtol=2e-4, atol=1e-5, err_msg=name)
+
+
+def test_reductions_see_the_full_tensor():
+    # A constant argument to a reduction stands for a tensor filled with it.
+    p = prog("n = norm(1.0)", "update = g * n")
+    w = np.zeros((2, 8))
+    u, _, _ = run(p, np, w, np.ones_like(w), w, w, 1.0)
+    np.testing.assert_allclose(u, 4.0)
+
+
+def test_fingerprint_ignores_form_and_dead_code():
+    a = prog("c = interp(g, m, 0.9)", "update = sign(c)", "update = update * lr", "m = interp(g, m, 0.99)")
+    b = prog("x = m * 0.9", "y = g * 0.1", "z = x + y", "dead = cos(z)", "s = sign(z)",
+             "update = lr * s", "m = interp(g, m, 0.99)")
+    c = prog("c = interp(g, m, 0.9)", "update = sign(c)", "update = update * lr", "m = interp(g, m, 0.98)")
+    assert dsl.fingerprint(a) == dsl.fingerprint(b)
+    assert dsl.fingerprint(a) != dsl.fingerprint(c)
+    assert dsl.equivalent(a, b) and not dsl.equivalent(a, c)
+
+
+def test_fingerprints_of_builtins_are_distinct():
+    fps = {dsl.fingerprint(dsl.load(n)) for n in dsl.builtin_names()}
+    assert len(fps) == len(dsl.builtin_names())
+
+
+def test_hyper_parameters_and_literals_are_the_same_function():
+    p = dsl.load("lion", b1=0.8)
+    assert dsl.fingerprint(p) == dsl.fingerprint(p.inline_params())
+    assert dsl.equivalent(p, p.inline_params())
+    assert dsl.fingerprint(p) != dsl.fingerprint(dsl.load("lion"))
