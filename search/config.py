@@ -1,0 +1,134 @@
+"""Run configs: dataclasses loaded from YAML, validated, with errors that name the file and key."""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .mutation import MutationConfig
+
+
+class ConfigError(ValueError):
+    """A bad config: the message names the file and the key."""
+
+
+def _check(tp, value, where: str):
+    """`value` converted to type `tp`, or a ConfigError naming `where`."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for t in options:
+            if t is type(None):
+                continue
+            try:
+                return _check(t, value, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: expected {tp}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp)[:1]
+        return origin(_check(item, x, f"{where}[{i}]") for i, x in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        _, vt = typing.get_args(tp)
+        return {str(k): _check(vt, x, f"{where}.{k}") for k, x in value.items()}
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is typing.Any or (isinstance(tp, type) and isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
+        return value
+    raise ConfigError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def from_dict(cls, data, where: str):
+    """Build dataclass `cls` from a mapping; unknown keys and wrong types are errors naming `where`."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of {cls.__name__} fields, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (valid keys: {', '.join(fields)})")
+    kwargs = {k: _check(hints[k], v, f"{where}.{k}".lstrip(".").replace(":.", ": ")) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"{where}: {e}") from None
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    name: str = "digits_mlp"
+    size: dict[str, typing.Any] = field(default_factory=dict)  # the task's size knobs (steps, width, ...)
+    seeds: tuple[int, ...] = (0,)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    population: int = 100
+    tournament: int = 10
+    evaluations: int = 1000  # budget: children given a fitness (trained or answered by the cache)
+    warm_start: str = "adamw_warmstart"  # a built-in name or an .opt path
+    restart_after: int = 0  # evaluations without improvement before restarting from the best; 0: never
+    timeout_s: float = 120.0  # a candidate training longer than this is scored as a failure
+    checkpoint_every: int = 100  # evaluations between population checkpoints
+    mutation: MutationConfig = MutationConfig()
+
+    def __post_init__(self):
+        if not 1 <= self.tournament <= self.population:
+            raise ValueError(f"tournament must be between 1 and population ({self.population}), got {self.tournament}")
+        if self.evaluations < 1 or self.checkpoint_every < 1 or self.timeout_s <= 0:
+            raise ValueError("evaluations, checkpoint_every and timeout_s must be positive")
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    address: str | None = None  # None: start a local Ray instance (the embedded default)
+    num_cpus: int | None = None  # for the local instance; None: all cores
+    workers: int = 2  # evaluator actors
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    task: TaskConfig = TaskConfig()
+    search: SearchConfig = SearchConfig()
+    ray: RayConfig = RayConfig()
+    seed: int = 0
+
+
+def load_config(path: str | Path, cls=RunConfig):
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    return from_dict(cls, data, f"{path}:")
+
+
+def to_dict(cfg) -> dict:
+    """A plain mapping (YAML-ready) of a config dataclass."""
+    def plain(x):
+        if isinstance(x, tuple):
+            return [plain(i) for i in x]
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        return x
+    return plain(dataclasses.asdict(cfg))

@@ -1,0 +1,63 @@
+"""Start a search: validate the config against the task registry, connect Ray, evolve."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import ray
+
+from .config import ConfigError, RunConfig, from_dict
+from .evolution import Evolution
+from .rundir import RunDir, new_run_dir
+from .workers import WorkerPool
+
+
+def validate_task(cfg: RunConfig, where: str = "config") -> None:
+    """Unknown task names and size knobs are config errors naming the key."""
+    import proxy_tasks
+    if cfg.task.name not in proxy_tasks.names():
+        raise ConfigError(f"{where}: task.name: unknown task {cfg.task.name!r} "
+                          f"(registered: {', '.join(proxy_tasks.names())})")
+    try:
+        proxy_tasks.get_task(cfg.task.name, **cfg.task.size)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{where}: task.size: {e}") from None
+
+
+def resolve(cfg: RunConfig, run_dir: str | Path | None, resume: bool) -> tuple[RunConfig, Path, list[str]]:
+    """The config and run directory to use; on resume the run's own config wins (notes say where
+    the given one differs), except for where and how wide to run (ray settings)."""
+    notes = []
+    if resume:
+        if run_dir is None:
+            raise ConfigError("--resume needs --run-dir DIR (the run to continue)")
+        saved = from_dict(RunConfig, RunDir(run_dir).read_config(), f"{run_dir}/config.yaml:")
+        if dataclasses.replace(saved, ray=cfg.ray) != cfg:
+            notes.append(f"resuming with the run's own config ({run_dir}/config.yaml), not the one given")
+        cfg = dataclasses.replace(saved, ray=cfg.ray)
+    path = Path(run_dir) if run_dir is not None else new_run_dir()
+    return cfg, path, notes
+
+
+def connect(cfg: RunConfig) -> None:
+    """`ray.init()`: a local instance by default, or the cluster at `ray.address`."""
+    if ray.is_initialized():
+        return
+    if cfg.ray.address:
+        ray.init(address=cfg.ray.address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, log_to_driver=False)
+
+
+def run_search(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> dict:
+    validate_task(cfg)
+    evo = Evolution(cfg, run_dir, resume=resume, progress=progress)
+    connect(cfg)
+    pool = WorkerPool(cfg.task.name, dict(cfg.task.size), tuple(cfg.task.seeds), cfg.ray.workers,
+                      cfg.search.timeout_s)
+    try:
+        summary = evo.run(pool)
+    finally:
+        pool.shutdown()
+    summary["worker_retries"], summary["timeouts"] = pool.retries, pool.timeouts
+    return summary
