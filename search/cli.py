@@ -34,6 +34,47 @@ def cmd_ops(args) -> int:
     return 0
 
 
+def cmd_search(args) -> int:
+    import dataclasses
+
+    from .config import ConfigError, load_config
+    from .runner import resolve, run_search
+
+    try:
+        cfg = load_config(args.config)
+        if args.seed is not None:
+            cfg = dataclasses.replace(cfg, seed=args.seed)
+        if args.evaluations is not None:
+            cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, evaluations=args.evaluations))
+        ray_cfg = cfg.ray
+        if args.address is not None:
+            ray_cfg = dataclasses.replace(ray_cfg, address=args.address)
+        if args.workers is not None:
+            ray_cfg = dataclasses.replace(ray_cfg, workers=args.workers)
+        cfg, run_dir, notes = resolve(dataclasses.replace(cfg, ray=ray_cfg), args.run_dir, args.resume)
+        for note in notes:
+            print(f"note: {note}")
+        print(f"run directory: {run_dir}", flush=True)
+        summary = run_search(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
+    except ConfigError as e:
+        raise SystemExit(f"lionsearch search: {e}") from None
+    print_summary(summary)
+    print(f"run directory: {run_dir}")
+    return 0
+
+
+def print_summary(summary: dict) -> None:
+    st = summary["stats"]
+    print(f"{summary['evaluations']} evaluations in {summary['seconds']:.0f} s; "
+          f"{st['trained']} trained; of {st['proposed']} children proposed, {st['saved_rate']:.1%} spared "
+          f"training (rejected {st['rejected_rate']:.1%}, cache {st['cache_rate']:.1%}, "
+          f"dead-code-only {st['dead_code_rate']:.1%})")
+    for rank, b in enumerate(summary["best"], 1):
+        acc = "" if b.get("accuracy") is None else f", accuracy {b['accuracy']:.4f}"
+        print(f"\n# {rank}. id {b['id']}: validation loss {b['fitness']:.4f}{acc}")
+        print(dsl.to_text(dsl.strip_dead_code(dsl.parse(b["program"]))), end="")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="lionsearch", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -41,6 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("program", help=f"a built-in ({', '.join(dsl.builtin_names())}) or a path to an .opt file")
     sp.add_argument("--strip", action="store_true", help="print it without dead code")
     sp.set_defaults(func=cmd_show)
+    sp = sub.add_parser("search", help="run (or resume) a regularized-evolution search from a YAML config")
+    sp.add_argument("config", help="YAML config (see configs/)")
+    sp.add_argument("--run-dir", help="run directory (default: a new dated folder under runs/)")
+    sp.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    sp.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
+    sp.add_argument("--seed", type=int, help="random seed (a one-worker run is exactly reproducible)")
+    sp.add_argument("--workers", type=int, help="evaluator workers")
+    sp.add_argument("--evaluations", type=int, help="override the budget of evaluations")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sp.set_defaults(func=cmd_search)
     sp = sub.add_parser("ops", help="list the op table")
     sp.set_defaults(func=cmd_ops)
     return ap

@@ -114,6 +114,8 @@ def mutate(parent: Program, rng: np.random.Generator, cfg: MutationConfig = Muta
         except ProgramError:
             rejected += 1
             continue
+        if child == parent:  # e.g. an argument replaced by itself: not a child at all
+            continue
         if dsl.check(child):
             return Child(child, what, rejected)
         rejected += 1

@@ -1,0 +1,126 @@
+"""Mutation, config validation and the run directory, without training."""
+import json
+
+import numpy as np
+import pytest
+
+import dsl
+from search.config import ConfigError, RunConfig, load_config, to_dict, from_dict
+from search.mutation import MutationConfig, mutate, mutate_once, random_program
+from search.rundir import RunDir, RunDirError, read_history
+
+
+def test_children_are_valid_and_differ_from_the_parent():
+    rng = np.random.default_rng(0)
+    parent = dsl.load("adamw_warmstart")
+    kinds = set()
+    for _ in range(200):
+        child = mutate(parent, rng)
+        assert dsl.check(child.program)
+        assert child.program != parent
+        kinds.add(child.mutation.split()[0])
+    assert kinds == {"insert", "delete", "modify"}
+
+
+def test_mutation_weights_select_the_kind():
+    rng = np.random.default_rng(1)
+    only_insert = MutationConfig(insert=1, delete=0, modify=0)
+    for _ in range(30):
+        child, what = mutate_once(dsl.load("lion").inline_params(), rng, only_insert)
+        assert what.startswith("insert") and len(child) == 7
+    with pytest.raises(ValueError):
+        MutationConfig(insert=0, delete=0, modify=0)
+
+
+def test_constant_modification_scales_or_redraws():
+    rng = np.random.default_rng(2)
+    p = dsl.parse("def train(w, g, m, v, lr):\n    update = g * 0.5\n    return update, m, v\n")
+    seen = []
+    for _ in range(300):
+        child, what = mutate_once(p, rng, MutationConfig(insert=0, delete=0, modify=1))
+        a = child.statements[0].args[1]
+        if isinstance(a, float) and child.statements[0].op == "mul" and a != 0.5:
+            seen.append(a)
+    seen = np.array(seen)
+    ratios = np.log2(seen[seen > 0] / 0.5)
+    assert len(seen) > 50
+    # some are 0.5 * 2^a with small a (positive), some fresh N(0, 1) draws (negative ones too)
+    assert (np.array(seen) < 0).any() and (np.abs(ratios) < 3).mean() > 0.5
+
+
+def test_insert_respects_max_statements():
+    rng = np.random.default_rng(3)
+    p = random_program(rng, 6)
+    assert len(p) == 6 and dsl.check(p)
+    cfg = MutationConfig(max_statements=6)
+    for _ in range(50):
+        try:
+            child, what = mutate_once(p, rng, cfg)
+        except dsl.ProgramError:  # a malformed child: mutate() re-draws those
+            continue
+        assert not what.startswith("insert")
+
+
+def test_mutation_is_deterministic_for_a_seed():
+    a = mutate(dsl.load("adamw_warmstart"), np.random.default_rng(7))
+    b = mutate(dsl.load("adamw_warmstart"), np.random.default_rng(7))
+    assert a == b
+
+
+def _write(tmp_path, text):
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    return f
+
+
+@pytest.mark.parametrize("text, message", [
+    ("search: {tournament: ten}", "search.tournament: expected int, got 'ten'"),
+    ("search: {populaton: 10}", "search: unknown key 'populaton'"),
+    ("search: {mutation: {insert: -1}}", "search.mutation: mutation weights"),
+    ("task: {seeds: [0, x]}", "task.seeds[1]: expected int"),
+    ("ray: {workers: 1.5}", "ray.workers: expected int"),
+    ("search: {population: 5, tournament: 10}", "tournament must be between 1 and population"),
+    ("bogus: 1", "unknown key 'bogus'"),
+    ("task: [", "not valid YAML"),
+])
+def test_config_errors_name_file_and_key(tmp_path, text, message):
+    f = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(f)
+    assert str(f) in str(info.value) and message in str(info.value)
+
+
+def test_config_round_trips_through_yaml(tmp_path):
+    import yaml
+    cfg = load_config(_write(tmp_path, "task: {name: digits_mlp, size: {steps: 50}}\nsearch: {population: 20, tournament: 5}\nseed: 3\n"))
+    assert cfg.search.population == 20 and cfg.seed == 3 and cfg.task.size == {"steps": 50}
+    again = from_dict(RunConfig, yaml.safe_load(yaml.safe_dump(to_dict(cfg))), "x")
+    assert again == cfg
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+    for f in sorted(Path(__file__).parent.parent.glob("configs/*.yaml")):
+        if f.name.startswith(("quick", "default", "cluster")):
+            load_config(f)
+
+
+def test_history_appends_and_detects_a_torn_last_line(tmp_path):
+    d = RunDir(tmp_path / "run")
+    for i in range(3):
+        d.append({"id": i, "program": "x"})
+    d.close()
+    f = tmp_path / "run" / "history.jsonl"
+    with open(f, "ab") as h:
+        h.write(b'{"id": 3, "prog')  # killed mid-write
+    assert [r["id"] for r in read_history(d.path)] == [0, 1, 2]
+    assert [r["id"] for r in read_history(d.path, repair=True)] == [0, 1, 2]
+    assert f.read_bytes().endswith(b'{"id": 2, "program": "x"}\n')
+    d.append({"id": 3})
+    assert [r["id"] for r in d.history()] == [0, 1, 2, 3]
+
+
+def test_damaged_history_is_an_error_naming_the_line(tmp_path):
+    (tmp_path / "history.jsonl").write_text('{"id": 0}\nnot json\n{"id": 2}\n')
+    with pytest.raises(RunDirError, match="line 2"):
+        read_history(tmp_path)
