@@ -1,0 +1,120 @@
+"""The search on a real local Ray instance: end to end, reproducibility, timeouts, resume."""
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import ray
+
+import dsl
+from search.config import RayConfig, RunConfig, SearchConfig, TaskConfig, ConfigError
+from search.runner import run_search
+
+TASK = TaskConfig(name="logreg", size={"steps": 30, "batch": 32, "n_train": 256, "n_val": 128}, seeds=(0,))
+
+
+def config(evaluations=40, workers=2, **search):
+    s = dict(population=10, tournament=3, evaluations=evaluations, checkpoint_every=10, timeout_s=60.0)
+    s.update(search)
+    return RunConfig(task=TASK, search=SearchConfig(**s), ray=RayConfig(workers=workers), seed=0)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def history(run_dir):
+    return [json.loads(l) for l in (Path(run_dir) / "history.jsonl").read_text().splitlines()]
+
+
+def test_search_end_to_end(local_ray, tmp_path):
+    summary = run_search(config(evaluations=40), tmp_path / "run", progress=False)
+    recs = history(tmp_path / "run")
+    assert [r["id"] for r in recs] == list(range(40))
+    for r in recs:
+        assert {"id", "program", "fingerprint", "fitness", "status", "parent", "mutation", "worker",
+                "seconds", "source"} <= set(r)
+        dsl.parse(r["program"])
+    assert recs[0]["source"] == "warm_start" and recs[0]["parent"] is None
+    assert dsl.parse(recs[0]["program"]) == dsl.load("adamw_warmstart")
+    assert all(r["parent"] < r["id"] for r in recs[1:])
+    trained = [r for r in recs if r["source"] == "trained"]
+    assert trained and len({r["worker"] for r in trained}) == 2  # both workers did work
+    assert len({r["fingerprint"] for r in trained}) == len(trained)  # nothing trained twice
+    st = summary["stats"]
+    assert st["trained"] + st["cache_hits"] + st["dead_code_only"] == 39
+    assert st["proposed"] == 39 + st["rejected"]
+    best = min((r for r in recs if r["fitness"] is not None), key=lambda r: r["fitness"])
+    assert summary["best"][0]["fitness"] == best["fitness"]
+    assert (tmp_path / "run" / "best.opt").exists()
+    assert dsl.load(tmp_path / "run" / "best.opt") == dsl.parse(best["program"])
+    pop = json.loads((tmp_path / "run" / "population.json").read_text())
+    assert [p["id"] for p in pop["population"]] == list(range(30, 40))  # the 10 youngest
+    # a run directory already holding a run is not overwritten by accident
+    with pytest.raises(ConfigError, match="--resume"):
+        run_search(config(evaluations=40), tmp_path / "run", progress=False)
+
+
+def test_one_worker_run_is_reproducible(local_ray, tmp_path):
+    keys = ("program", "fingerprint", "fitness", "parent", "mutation", "source")
+    runs = []
+    for name in ("a", "b"):
+        run_search(config(evaluations=25, workers=1), tmp_path / name, progress=False)
+        runs.append([tuple(r[k] for k in keys) for r in history(tmp_path / name)])
+    assert runs[0] == runs[1]
+    other = config(evaluations=25, workers=1)
+    run_search(dataclasses.replace(other, seed=1), tmp_path / "c", progress=False)
+    assert [tuple(r[k] for k in keys) for r in history(tmp_path / "c")] != runs[0]
+
+
+def test_restart_from_best_after_a_plateau(local_ray, tmp_path):
+    run_search(config(evaluations=30, restart_after=8), tmp_path / "run", progress=False)
+    recs = history(tmp_path / "run")
+    restarts = [r for r in recs if r["source"] == "restart"]
+    assert restarts
+    for r in restarts:
+        earlier = [x for x in recs[:r["id"]] if x["fitness"] is not None]
+        assert r["fitness"] == min(x["fitness"] for x in earlier)
+
+
+def test_a_candidate_past_the_time_limit_is_a_failure(local_ray, tmp_path):
+    summary = run_search(config(evaluations=3, timeout_s=0.05), tmp_path / "run", progress=False)
+    recs = history(tmp_path / "run")
+    assert len(recs) == 3
+    assert recs[0]["status"].startswith("timeout") and recs[0]["fitness"] is None
+    assert summary["timeouts"] >= 1
+
+
+def test_resume_after_kill_9_loses_and_repeats_nothing(tmp_path):
+    cfg_file = tmp_path / "quick.yaml"
+    cfg_file.write_text(
+        "task: {name: logreg, size: {steps: 30, batch: 32, n_train: 256, n_val: 128}}\n"
+        "search: {population: 10, tournament: 3, evaluations: 60, checkpoint_every: 5}\n"
+        "ray: {num_cpus: 2, workers: 2}\n")
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "search.cli", "search", str(cfg_file), "--run-dir", str(run_dir), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    hist = run_dir / "history.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and (not hist.exists() or len(hist.read_text().splitlines()) < 15):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray, mid-search
+    proc.wait()
+    before = history(run_dir)
+    assert 15 <= len(before) < 60
+    with open(hist, "ab") as f:
+        f.write(b'{"id": 999, "program": "def tr')  # and a torn last line, as a kill mid-write leaves
+    done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = history(run_dir)
+    assert [r["id"] for r in after] == list(range(60))
+    assert after[:len(before)] == before  # nothing rewritten
+    assert "run directory: " + str(run_dir) in done.stdout
