@@ -159,7 +159,7 @@ class Evolution:
             k = len(self.records) - self.stats.sources["restart"]  # child k uses random stream (seed, k)
             in_flight = 0
             while len(self.records) < s.evaluations:
-                while pool.idle and len(self.records) + in_flight < s.evaluations:
+                while pool.capacity > 0 and len(self.records) + in_flight < s.evaluations:
                     base, live, fp, known = self._propose(k)
                     k += 1
                     if known is not None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 
 import ray
 
@@ -36,82 +37,93 @@ class Evaluator:
 class _Job:
     key: object
     program: object
-    actor: object
-    started: float
     tries: int = 1
+    actor: object = None
+    started: float = 0.0
 
 
-@dataclass
 class WorkerPool:
-    task: str
-    size: dict
-    seeds: tuple[int, ...]
-    workers: int
-    timeout_s: float
-    max_tries: int = 3
-    retries: int = 0  # candidates resubmitted after a worker died
-    timeouts: int = 0
-    _idle: list = field(default_factory=list)
-    _jobs: dict = field(default_factory=dict)  # ObjectRef -> _Job
+    """Evaluator actors with a shared queue: a candidate goes to the first actor that is ready."""
 
-    def __post_init__(self):
-        self._idle = [self._new_actor() for _ in range(self.workers)]
+    def __init__(self, task: str, size: dict, seeds: tuple[int, ...], workers: int, timeout_s: float,
+                 max_tries: int = 3):
+        self.task, self.size, self.seeds = task, dict(size), tuple(seeds)
+        self.timeout_s, self.max_tries = timeout_s, max_tries
+        self.retries = 0  # candidates resubmitted after their worker died
+        self.timeouts = 0
+        self._ready: list = []  # started, idle actors
+        self._starting: dict = {}  # readiness ref -> actor not yet started (may wait for a node)
+        self._queue: deque[_Job] = deque()  # candidates waiting for an actor
+        self._jobs: dict = {}  # result ref -> _Job running on an actor
+        for _ in range(workers):
+            self._add_actor()
 
-    def _new_actor(self):
-        return Evaluator.remote(self.task, self.size, self.seeds)
-
-    @property
-    def idle(self) -> int:
-        return len(self._idle)
+    def _add_actor(self) -> None:
+        actor = Evaluator.remote(self.task, self.size, self.seeds)
+        self._starting[actor.__ray_ready__.remote()] = actor
 
     @property
-    def busy(self) -> int:
-        return len(self._jobs)
+    def capacity(self) -> int:
+        """How many more candidates the live actors can take now."""
+        return len(self._ready) + len(self._starting) - len(self._queue)
 
-    def submit(self, key, program, tries: int = 1) -> None:
-        actor = self._idle.pop()
-        self._jobs[actor.evaluate.remote(program)] = _Job(key, program, actor, time.monotonic(), tries)
+    def submit(self, key, program) -> None:
+        self._queue.append(_Job(key, program))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self._queue and self._ready:
+            job, job.actor, job.started = self._queue.popleft(), self._ready.pop(), time.monotonic()
+            self._jobs[job.actor.evaluate.remote(job.program)] = job
 
     def wait(self) -> list[tuple[object, dict]]:
         """Block until at least one candidate is finished (or failed); returns (key, result) pairs."""
-        done_results = []
-        while not done_results and self._jobs:
-            now = time.monotonic()
-            deadline = min(j.started for j in self._jobs.values()) + self.timeout_s
-            ready, _ = ray.wait(list(self._jobs), num_returns=1, timeout=max(0.0, deadline - now))
+        results = []
+        while not results and (self._jobs or self._queue):
+            waiting = list(self._jobs) + list(self._starting)
+            deadline = min((j.started for j in self._jobs.values()), default=time.monotonic()) + self.timeout_s
+            ready, _ = ray.wait(waiting, num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
             for ref in ready:
+                if ref in self._starting:
+                    actor = self._starting.pop(ref)
+                    try:
+                        ray.get(ref)
+                        self._ready.append(actor)
+                    except ray.exceptions.RayError:  # died while starting: start another
+                        self._add_actor()
+                    continue
                 job = self._jobs.pop(ref)
                 try:
-                    done_results.append((job.key, ray.get(ref)))
-                    self._idle.append(job.actor)
-                except ray.exceptions.RayActorError:
+                    results.append((job.key, ray.get(ref)))
+                    self._ready.append(job.actor)
+                except ray.exceptions.RayActorError:  # the worker (or its node) died: retry elsewhere
                     self._replace(job.actor)
                     if job.tries >= self.max_tries:
-                        done_results.append((job.key, _failure(f"worker died {job.tries} times")))
+                        results.append((job.key, _failure(f"worker died {job.tries} times")))
                     else:
                         self.retries += 1
-                        self.submit(job.key, job.program, job.tries + 1)
+                        self._queue.appendleft(_Job(job.key, job.program, job.tries + 1))
                 except ray.exceptions.RayTaskError as e:  # a bug while evaluating: a failure, not a crash
-                    self._idle.append(job.actor)
-                    done_results.append((job.key, _failure(f"error: {str(e).splitlines()[-1][:200]}")))
+                    self._ready.append(job.actor)
+                    results.append((job.key, _failure(f"error: {str(e).splitlines()[-1][:200]}")))
             now = time.monotonic()
             for ref, job in list(self._jobs.items()):
                 if now - job.started > self.timeout_s:
                     del self._jobs[ref]
                     self.timeouts += 1
                     self._replace(job.actor)
-                    done_results.append((job.key, _failure(f"timeout after {self.timeout_s:g} s",
-                                                           seconds=now - job.started)))
-        return done_results
+                    results.append((job.key, _failure(f"timeout after {self.timeout_s:g} s", now - job.started)))
+            self._dispatch()
+        return results
 
     def _replace(self, actor) -> None:
         ray.kill(actor, no_restart=True)
-        self._idle.append(self._new_actor())
+        self._add_actor()
 
     def shutdown(self) -> None:
-        for actor in self._idle + [j.actor for j in self._jobs.values()]:
+        for actor in self._ready + list(self._starting.values()) + [j.actor for j in self._jobs.values()]:
             ray.kill(actor, no_restart=True)
-        self._idle, self._jobs = [], {}
+        self._ready, self._starting, self._jobs, self._queue = [], {}, {}, deque()
 
 
 def _failure(status: str, seconds: float = 0.0) -> dict:
