@@ -1,1 +1,14 @@
-"""Proxy tasks: small JAX training loops, compiled once, that score optimizer programs."""
+"""Proxy tasks: small JAX training loops, compiled once, that score optimizer programs.
+
+    import proxy_tasks
+    proxy_tasks.names()                                   # registered tasks
+    proxy_tasks.evaluate(p, "digits_mlp", seeds=(0,), steps=200)   # -> Fitness
+    ev = proxy_tasks.Evaluator("digits_mlp", width=64)    # compiles once per length bucket
+    ev.evaluate(p, seeds=(0, 1)); ev.evaluate_direct(p)   # interpreter / per-program jit
+"""
+from . import digits, lm, mnist1d, synthetic  # noqa: F401  (registers tasks)
+from .base import COMMON_KNOBS, Fitness, Task, get_task, names, register, task_knobs
+from .engine import BUCKETS, Encoded, Evaluator, encode, evaluate, prepare
+
+__all__ = ["BUCKETS", "COMMON_KNOBS", "Encoded", "Evaluator", "Fitness", "Task", "encode", "evaluate",
+           "get_task", "names", "prepare", "register", "task_knobs"]

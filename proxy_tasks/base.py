@@ -1,0 +1,182 @@
+"""The task interface, the registry, size knobs, the learning-rate schedule and `Fitness`."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Knobs every task has: the training horizon, the batch, and the shape of the lr schedule that feeds
+# the program's `lr` input (warm-up for `warmup` * steps, then cosine decay to `final` * peak).
+COMMON_KNOBS: dict[str, Any] = {"steps": 200, "batch": 128, "warmup": 0.1, "peak": 1.0, "final": 0.0}
+
+
+@dataclass(frozen=True)
+class Fitness:
+    """The score of one program on one task (mean over seeds). Lower `loss` is better.
+
+    `status` is "ok", or the reason of the first failing seed ("nan": a NaN/inf loss or weight;
+    "diverged": a weight beyond the task's blow-up limit). A failure has loss = inf, accuracy None.
+    """
+    loss: float
+    accuracy: float | None
+    status: str
+    seconds: float
+    seed_losses: tuple[float, ...] = field(default=(), compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @staticmethod
+    def failure(status: str, seconds: float = 0.0) -> "Fitness":
+        return Fitness(math.inf, None, status, seconds)
+
+
+STATUS = ("ok", "nan", "diverged")  # training loops return an index into this
+
+
+class Task:
+    """A training task family. Subclasses set `name`, `KNOBS` (their own size knobs with cheap
+    defaults, on top of COMMON_KNOBS) and implement data / init / loss / metrics / batch.
+
+    The data split is fixed (it never depends on the seed); a seed sets the initialisation and
+    the batch order. Validation data is never trained on.
+    """
+    name: str = ""
+    KNOBS: dict[str, Any] = {}
+    DEFAULTS: dict[str, Any] = {}  # per-task overrides of COMMON_KNOBS defaults
+    blowup: float = 1e5  # a weight with |w| above this counts as diverged
+
+    def __init__(self, **knobs):
+        valid = self.valid_knobs()
+        unknown = sorted(set(knobs) - set(valid))
+        if unknown:
+            raise ValueError(f"task {self.name!r}: unknown knob(s) {', '.join(map(repr, unknown))}; "
+                             f"valid knobs: {', '.join(sorted(valid))}")
+        cfg = dict(valid)
+        for k, x in knobs.items():
+            default = valid[k]
+            try:
+                if isinstance(default, bool):
+                    x = bool(x)
+                elif isinstance(default, int):
+                    if float(x) != int(float(x)):
+                        raise ValueError
+                    x = int(float(x))
+                elif isinstance(default, float):
+                    x = float(x)
+            except (TypeError, ValueError):
+                raise ValueError(f"task {self.name!r}: knob {k!r} must be a {type(default).__name__}, "
+                                 f"got {x!r}") from None
+            cfg[k] = x
+        self.config = cfg
+        for k, x in cfg.items():
+            setattr(self, k, x)
+        if self.steps < 1 or self.batch < 1:
+            raise ValueError(f"task {self.name!r}: steps and batch must be >= 1")
+        if not 0.0 <= self.warmup < 1.0:
+            raise ValueError(f"task {self.name!r}: warmup is a fraction of steps in [0, 1), got {self.warmup}")
+        self._data = None
+        self.validate()
+
+    @classmethod
+    def valid_knobs(cls) -> dict[str, Any]:
+        return {**COMMON_KNOBS, **cls.DEFAULTS, **cls.KNOBS}
+
+    def validate(self) -> None:
+        """Task-specific knob checks (raise ValueError naming the task)."""
+
+    def __repr__(self) -> str:
+        return f"{self.name}({', '.join(f'{k}={x}' for k, x in sorted(self.config.items()))})"
+
+    # ---- the schedule --------------------------------------------------------------------------
+    def schedule(self, t, peak: float | None = None):
+        """The lr schedule at step t (0-based): linear warm-up to `peak`, then cosine to final*peak."""
+        peak = self.peak if peak is None else peak
+        t = jnp.asarray(t, jnp.float32)
+        warm = float(max(int(round(self.warmup * self.steps)), 0))
+        decay = float(max(self.steps - warm, 1))
+        up = (t + 1.0) / max(warm, 1.0)
+        frac = jnp.clip((t - warm) / decay, 0.0, 1.0)
+        down = self.final + (1.0 - self.final) * 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
+        return peak * jnp.where(t < warm, up, down)
+
+    # ---- what a task implements ----------------------------------------------------------------
+    def make_data(self) -> dict[str, np.ndarray]:
+        """Fixed arrays: at least val_x, val_y and whatever `batch_of` samples from."""
+        raise NotImplementedError
+
+    def init(self, key) -> Any:
+        """Initial parameters (a pytree of float32 arrays)."""
+        raise NotImplementedError
+
+    def loss(self, params, x, y) -> jax.Array:
+        """Mean training loss on one batch."""
+        raise NotImplementedError
+
+    def metrics(self, params, x, y) -> tuple[jax.Array, jax.Array]:
+        """(mean loss, accuracy) on validation data."""
+        raise NotImplementedError
+
+    def batch_of(self, data, key) -> tuple[jax.Array, jax.Array]:
+        """A training batch drawn with `key` (default: `batch` rows of train_x/train_y, with replacement)."""
+        idx = jax.random.randint(key, (self.batch,), 0, data["train_x"].shape[0])
+        return data["train_x"][idx], data["train_y"][idx]
+
+    # ---- shared ----------------------------------------------------------------------------------
+    def data(self) -> dict[str, jax.Array]:
+        if self._data is None:
+            self._data = {k: jnp.asarray(x) for k, x in self.make_data().items()}
+        return self._data
+
+
+def cross_entropy(logits, y):
+    """Mean softmax cross-entropy and accuracy for integer labels (any leading shape)."""
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(logp, y[..., None], axis=-1)[..., 0]
+    acc = jnp.mean((jnp.argmax(logits, axis=-1) == y).astype(jnp.float32))
+    return jnp.mean(nll), acc
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed train/validation split of range(n)."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(n * val_fraction))
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+_REGISTRY: dict[str, type[Task]] = {}
+
+
+def register(cls: type[Task]) -> type[Task]:
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def names() -> list[str]:
+    """The registered task names."""
+    return sorted(_REGISTRY)
+
+
+def get_task(name: str, **knobs) -> Task:
+    """A task by name with its size knobs (an unknown task or knob is a ValueError)."""
+    cls = _REGISTRY.get(name)
+    if cls is None:
+        raise ValueError(f"unknown task {name!r}; registered tasks: {', '.join(names())}")
+    return cls(**knobs)
+
+
+def task_knobs(name: str) -> dict[str, Any]:
+    """The knobs of a registered task with their defaults."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown task {name!r}; registered tasks: {', '.join(names())}")
+    return _REGISTRY[name].valid_knobs()
+
+
+Schedule = Callable[[Any], jax.Array]

@@ -1,0 +1,330 @@
+"""Compile-once evaluation: one jitted training run per (task, program-length bucket).
+
+A program enters the compiled training loop as data:
+  - `ops`   int32[L]    opcodes (the index in `dsl.OP_NAMES`),
+  - `args`  int32[L, 3] argument slots (unused arguments point at slot 0),
+  - `outs`  int32[L]    the slot each statement writes,
+  - `consts` float32[3L] constant values, held in their own slots,
+  - `n`     int32       the number of real statements (the rest is padding, never executed),
+  - `update` int32      the slot holding `update` at the end.
+All parameters of the model live in one flat vector, and the interpreter's environment is a
+matrix `env[slot, :]` over that vector: rows 0-5 are the inputs w, g, m, v, lr, step; then L rows
+for the temporaries, then 3L rows for constants (written once at initialisation). Element-wise ops
+run on the flat vector; reductions split it into the model's tensors (static slices) and apply the
+op to each tensor at its own shape, as `dsl.execute.run` does per leaf. Memory `m`/`v` are rows 2/3
+and carry over from step to step. Each statement is one `lax.switch` over the op table inside a
+`fori_loop` bounded by the real length, so padding costs nothing.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import dsl
+from dsl.program import Program
+
+from .base import STATUS, Fitness, Task, get_task
+
+BUCKETS = (8, 16, 32)
+INPUT_SLOTS = ("w", "g", "m", "v", "lr", "step")
+N_IN = len(INPUT_SLOTS)
+
+
+# ---- encoding ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Encoded:
+    """A program as arrays for the interpreter (see the module docstring)."""
+    bucket: int
+    ops: np.ndarray
+    args: np.ndarray
+    outs: np.ndarray
+    consts: np.ndarray
+    n: int
+    update: int
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"ops": self.ops, "args": self.args, "outs": self.outs, "consts": self.consts,
+                "n": np.int32(self.n), "update": np.int32(self.update)}
+
+
+def prepare(p: Program) -> Program:
+    """What both engines train: hyper-parameters inlined, dead code removed."""
+    return dsl.strip_dead_code(p.inline_params())
+
+
+def bucket_for(n: int, buckets: Sequence[int] = BUCKETS) -> int:
+    for b in sorted(buckets):
+        if n <= b:
+            return b
+    raise ValueError(f"program has {n} live statements, longer than the largest length bucket "
+                     f"({max(buckets)}); pass larger buckets to the Evaluator")
+
+
+def encode(p: Program, buckets: Sequence[int] = BUCKETS) -> Encoded:
+    """Encode a program (stripped of dead code, params inlined) into padded arrays."""
+    p = prepare(p)
+    L = bucket_for(len(p), buckets)
+    opcode = {name: i for i, name in enumerate(dsl.OP_NAMES)}
+    slot = {name: i for i, name in enumerate(INPUT_SLOTS)}
+    consts: dict[float, int] = {}
+    n_temp = 0
+    ops = np.zeros(L, np.int32)
+    args = np.zeros((L, 3), np.int32)
+    outs = np.zeros(L, np.int32)
+    cvals = np.zeros(3 * L, np.float32)
+    for i, s in enumerate(p.statements):
+        ops[i] = opcode[s.op]
+        for j, a in enumerate(s.args):
+            if isinstance(a, str):
+                args[i, j] = slot[a]
+            else:
+                if a not in consts:
+                    cvals[len(consts)] = a
+                    consts[a] = N_IN + L + len(consts)
+                args[i, j] = consts[a]
+        if s.out not in slot:  # a temporary: rows N_IN .. N_IN + L - 1
+            slot[s.out] = N_IN + n_temp
+            n_temp += 1
+        outs[i] = slot[s.out]
+    # padding: never executed (the loop runs n statements), but keep it harmless anyway
+    outs[len(p):] = N_IN + L - 1
+    return Encoded(L, ops, args, outs, cvals, len(p), slot["update"])
+
+
+# ---- parameter layout --------------------------------------------------------------------------
+
+class Layout:
+    """Flatten a parameter pytree into one vector and back, with each tensor's static slice."""
+
+    def __init__(self, params):
+        leaves, self.treedef = jax.tree.flatten(params)
+        self.shapes = [tuple(x.shape) for x in leaves]
+        self.sizes = [int(np.prod(s)) for s in self.shapes]
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(int).tolist()
+        self.size = self.offsets[-1]
+
+    def flatten(self, params):
+        return jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(params)])
+
+    def unflatten(self, flat):
+        leaves = [flat[a:b].reshape(s) for a, b, s in zip(self.offsets[:-1], self.offsets[1:], self.shapes)]
+        return jax.tree.unflatten(self.treedef, leaves)
+
+    def pieces(self, flat):
+        return [flat[a:b].reshape(s) for a, b, s in zip(self.offsets[:-1], self.offsets[1:], self.shapes)]
+
+
+def _branches(layout: Layout) -> list[Callable]:
+    """One `lax.switch` branch per op: (env, arg slots) -> the result row. Reading the argument
+    rows inside the branch lets XLA fuse the reads into the op (no copies)."""
+    out = []
+    for name in dsl.OP_NAMES:
+        op = dsl.OPS[name]
+        if op.reduces:
+            def br(env, a, op=op):
+                xs = [env[a[j]] for j in range(op.arity)]
+                per = [op.fn(jnp, *ps).reshape(-1) for ps in zip(*(layout.pieces(x) for x in xs))]
+                return jnp.concatenate(per)
+        else:
+            def br(env, a, op=op):
+                r = op.fn(jnp, *(env[a[j]] for j in range(op.arity)))
+                return jnp.broadcast_to(r, env.shape[1:]).astype(env.dtype)
+        out.append(br)
+    return out
+
+
+# ---- the training loop -------------------------------------------------------------------------
+
+def make_run(task: Task, opt_init: Callable, opt_update: Callable, flat: bool) -> Callable:
+    """A function (opt_args, seed, data) -> (val_loss, val_acc, status_index): one whole training
+    run. `opt_init(params, opt_args) -> state`; `opt_update(opt_args, params, grads, state, lr,
+    step) -> (update, state)`; the loop applies `params - update`. With `flat`, params are one
+    vector (the interpreter's layout); otherwise the task's pytree."""
+    layout = Layout(jax.eval_shape(task.init, jax.random.PRNGKey(0)))
+    to_model = layout.unflatten if flat else (lambda p: p)
+    limit = float(task.blowup)
+
+    def run(opt_args, seed, data):
+        k_init, k_data = jax.random.split(jax.random.PRNGKey(seed))
+        params = task.init(k_init)
+        if flat:
+            params = layout.flatten(params)
+        state = opt_init(params, opt_args)
+
+        def loss_fn(p, xb, yb):
+            return task.loss(to_model(p), xb, yb)
+
+        def live(params, state, t):
+            xb, yb = task.batch_of(data, jax.random.fold_in(k_data, t))
+            loss, grads = jax.value_and_grad(loss_fn)(params, xb, yb)
+            upd, state = opt_update(opt_args, params, grads, state, task.schedule(t),
+                                    (t + 1).astype(jnp.float32))
+            params = jax.tree.map(lambda w, u: w - u, params, upd)
+            big = jnp.max(jnp.stack([jnp.max(jnp.abs(x)) for x in jax.tree.leaves(params)]))
+            code = jnp.where(~jnp.isfinite(loss) | ~jnp.isfinite(big), 1, jnp.where(big > limit, 2, 0))
+            return params, state, code.astype(jnp.int32)
+
+        def step(carry, t):
+            params, state, code = carry
+            carry = jax.lax.cond(code == 0, live, lambda p, s, t: (p, s, code), params, state, t)
+            return carry, None
+
+        (params, state, code), _ = jax.lax.scan(step, (params, state, jnp.int32(0)),
+                                                jnp.arange(task.steps))
+        vl, va = task.metrics(to_model(params), data["val_x"], data["val_y"])
+        code = jnp.where((code == 0) & ~jnp.isfinite(vl), 1, code)
+        return vl, va, code
+
+    run.layout = layout
+    return run
+
+
+def interpreter(task: Task, L: int) -> Callable:
+    """The jitted training run of the interpreter for programs padded to length L."""
+    layout = Layout(jax.eval_shape(task.init, jax.random.PRNGKey(0)))
+    branches = _branches(layout)
+    rows = N_IN + 4 * L
+
+    def opt_init(params, prog):
+        env = jnp.zeros((rows, layout.size), jnp.float32)
+        return env.at[N_IN + L:].set(jnp.broadcast_to(prog["consts"][:, None], (3 * L, layout.size)))
+
+    def opt_update(prog, w, g, env, lr, step):
+        env = env.at[0].set(w).at[1].set(g)
+        env = env.at[4].set(jnp.full_like(w, lr)).at[5].set(jnp.full_like(w, step))
+
+        def body(i, env):
+            r = jax.lax.switch(prog["ops"][i], branches, env, prog["args"][i])
+            return env.at[prog["outs"][i]].set(r)
+
+        env = jax.lax.fori_loop(0, prog["n"], body, env)
+        return env[prog["update"]], env
+
+    return jax.jit(make_run(task, opt_init, opt_update, flat=True))
+
+
+def direct(task: Task, p: Program) -> Callable:
+    """The same training run with `p` compiled directly (`dsl.tree_update`), jitted per program."""
+    p = prepare(p)
+    slots = dsl.state_slots(p)
+
+    def opt_init(params, _):
+        z = lambda: jax.tree.map(jnp.zeros_like, params)
+        return (z() if "m" in slots else None, z() if "v" in slots else None)
+
+    def opt_update(_, params, grads, state, lr, step):
+        upd, m, v = dsl.tree_update(p, params, grads, state[0], state[1], lr, step)
+        return upd, (m, v)
+
+    return jax.jit(make_run(task, opt_init, opt_update, flat=False))
+
+
+def optax_run(task: Task, make_tx: Callable) -> Callable:
+    """The same training run with an optax optimizer: `make_tx(schedule)` builds the
+    GradientTransformation from an lr schedule (the task's schedule times the run's first
+    argument, an lr scale that is traced, so one compile serves a whole lr sweep)."""
+
+    def opt_init(params, scale):
+        return make_tx(lambda c: scale * task.schedule(c)).init(params)
+
+    def opt_update(scale, params, grads, state, lr, step):
+        upd, state = make_tx(lambda c: scale * task.schedule(c)).update(grads, state, params)
+        return jax.tree.map(jnp.negative, upd), state
+
+    return jax.jit(make_run(task, opt_init, opt_update, flat=False))
+
+
+# ---- evaluators --------------------------------------------------------------------------------
+
+def _fitness(results, t0: float) -> Fitness:
+    losses, accs, status = [], [], "ok"
+    for vl, va, code in results:
+        code = int(code)
+        if code != 0 and status == "ok":
+            status = STATUS[code]
+        losses.append(float(vl) if code == 0 else math.inf)
+        accs.append(float(va))
+    secs = time.perf_counter() - t0
+    if status != "ok":
+        return Fitness(math.inf, None, status, secs, tuple(losses))
+    return Fitness(float(np.mean(losses)), float(np.mean(accs)), "ok", secs, tuple(losses))
+
+
+class Evaluator:
+    """Scores programs on one task (with fixed size knobs). Compiles the interpreter lazily, once
+    per program-length bucket, and then trains any program of that bucket without compiling."""
+
+    def __init__(self, task: str | Task, buckets: Sequence[int] = BUCKETS, **size):
+        if isinstance(task, Task):
+            if size:
+                raise ValueError("pass size knobs to get_task, or a task name with knobs, not both")
+            self.task = task
+        else:
+            self.task = get_task(task, **size)
+        self.buckets = tuple(sorted(buckets))
+        self._compiled: dict[int, Callable] = {}
+        self._optax: dict[Callable, Callable] = {}
+
+    def __repr__(self):
+        return f"Evaluator({self.task!r})"
+
+    @property
+    def data(self):
+        return self.task.data()
+
+    def compiled(self, bucket: int) -> Callable:
+        if bucket not in self._compiled:
+            self._compiled[bucket] = interpreter(self.task, bucket)
+        return self._compiled[bucket]
+
+    def warm(self, buckets: Sequence[int] | None = None) -> None:
+        """Compile ahead of time (by running a one-statement program)."""
+        p = dsl.parse("def train(w, g, m, v, lr):\n    update = g * lr\n    return update, m, v\n")
+        for b in buckets or self.buckets:
+            enc = encode(p, (b,))
+            jax.block_until_ready(self.compiled(b)(enc.arrays(), 0, self.data))
+
+    def evaluate(self, p: Program, seeds: Sequence[int] = (0,)) -> Fitness:
+        """Train `p` once per seed with the compile-once interpreter; mean validation loss."""
+        t0 = time.perf_counter()
+        enc = encode(p, self.buckets)
+        fn, arrays, data = self.compiled(enc.bucket), enc.arrays(), self.data
+        return _fitness([fn(arrays, int(s), data) for s in seeds], t0)
+
+    def evaluate_direct(self, p: Program, seeds: Sequence[int] = (0,)) -> Fitness:
+        """The same training with `p` compiled directly (jax.jit per program): the reference."""
+        t0 = time.perf_counter()
+        fn, data = direct(self.task, p), self.data
+        return _fitness([fn(None, int(s), data) for s in seeds], t0)
+
+    def optax_fn(self, make_tx: Callable) -> Callable:
+        """A compiled training run for an optax optimizer family (see `optax_run`), cached."""
+        if make_tx not in self._optax:
+            self._optax[make_tx] = optax_run(self.task, make_tx)
+        return self._optax[make_tx]
+
+    def evaluate_optax(self, make_tx: Callable, lr: float, seeds: Sequence[int] = (0,)) -> Fitness:
+        """Train with an optax optimizer `make_tx(schedule) -> GradientTransformation` whose
+        schedule is the task's lr shape times `lr` (e.g. `lambda s: optax.adamw(s, weight_decay=1e-4)`).
+        One compile per `make_tx` object serves every lr."""
+        t0 = time.perf_counter()
+        fn, data = self.optax_fn(make_tx), self.data
+        return _fitness([fn(jnp.float32(lr), int(s), data) for s in seeds], t0)
+
+
+_EVALUATORS: dict[tuple, Evaluator] = {}
+
+
+def evaluate(p: Program, task: str, seeds: Sequence[int] = (0,), **size) -> Fitness:
+    """Score `p` on a task (cached evaluators: the first call per task/size/bucket compiles)."""
+    key = (task, tuple(sorted(size.items())))
+    if key not in _EVALUATORS:
+        _EVALUATORS[key] = Evaluator(task, **size)
+    return _EVALUATORS[key].evaluate(p, seeds)
