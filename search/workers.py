@@ -24,6 +24,7 @@ class Evaluator:
         os.environ.update(_WORKER_ENV)
         import proxy_tasks
         self.evaluator = proxy_tasks.Evaluator(task, **size)
+        self.evaluator.warm()  # compile every length bucket now, so time limits see training only
         self.seeds = tuple(seeds)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -61,6 +62,12 @@ class WorkerPool:
     def _add_actor(self) -> None:
         actor = Evaluator.remote(self.task, self.size, self.seeds)
         self._starting[actor.__ray_ready__.remote()] = actor
+
+    def wait_ready(self) -> None:
+        """Block until every actor has started (and compiled its task)."""
+        for ref, actor in list(self._starting.items()):
+            ray.get(ref)
+            self._ready.append(self._starting.pop(ref))
 
     @property
     def capacity(self) -> int:

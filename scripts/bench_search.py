@@ -1,0 +1,104 @@
+"""Search throughput with 1 and 2 Ray evaluator workers, side by side in one run.
+
+    python scripts/bench_search.py [--task digits_mlp] [--evaluations 300] [--set steps=1000]
+
+Two measurements, each for 1 and 2 workers, with the ratio of 2 to 1:
+- pool: the same fixed set of distinct candidate programs (children of the AdamW warm start)
+  trained through the worker pool, timed after the actors have started and compiled;
+- search: whole searches of the same config (timed after the first 10 evaluations); these
+  differ in which programs they meet, so the ratio is noisier.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import ray
+
+from search.config import RayConfig, RunConfig, SearchConfig, TaskConfig
+from search.runner import run_search
+
+
+def knob(text: str):
+    k, _, v = text.partition("=")
+    try:
+        return k, json.loads(v)
+    except ValueError:
+        return k, v
+
+
+def measure(task: TaskConfig, workers: int, evaluations: int, seed: int, skip: int = 10) -> dict:
+    cfg = RunConfig(task=task, search=SearchConfig(population=50, tournament=10, evaluations=evaluations),
+                    ray=RayConfig(workers=workers), seed=seed)
+    with tempfile.TemporaryDirectory() as d:
+        summary = run_search(cfg, Path(d) / "run", progress=False)
+        recs = [json.loads(l) for l in (Path(d) / "run" / "history.jsonl").read_text().splitlines()]
+    span = recs[-1]["time"] - recs[skip]["time"]
+    trained = sum(r["source"] == "trained" for r in recs[skip + 1:])
+    return {"workers": workers, "evaluations_per_s": (len(recs) - skip - 1) / span,
+            "trained_per_s": trained / span, "saved_rate": summary["stats"]["saved_rate"]}
+
+
+def candidates(n: int, seed: int) -> list:
+    """n functionally distinct children along random mutation chains from the warm start."""
+    import numpy as np
+
+    import dsl
+    from search.mutation import mutate
+    rng, seen, out = np.random.default_rng(seed), set(), []
+    p = dsl.load("adamw_warmstart")
+    while len(out) < n:
+        child = mutate(p, rng).program
+        fp = dsl.fingerprint(child)
+        if fp not in seen:
+            seen.add(fp)
+            out.append(dsl.strip_dead_code(child))
+        p = child if rng.random() < 0.7 and len(child) < 20 else dsl.load("adamw_warmstart")
+    return out
+
+
+def pool_rate(task: TaskConfig, workers: int, programs: list) -> float:
+    """Candidates per second through a warm WorkerPool."""
+    import time
+
+    from search.workers import WorkerPool
+    pool = WorkerPool(task.name, task.size, task.seeds, workers, timeout_s=600)
+    pool.wait_ready()
+    t0, todo, done = time.perf_counter(), list(programs), 0
+    while done < len(programs):
+        while todo and pool.capacity > 0:
+            pool.submit(len(todo), todo.pop())
+        done += len(pool.wait())
+    rate = len(programs) / (time.perf_counter() - t0)
+    pool.shutdown()
+    return rate
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", default="digits_mlp")
+    ap.add_argument("--set", action="append", default=[], type=knob, help="task size knob, e.g. steps=200")
+    ap.add_argument("--evaluations", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--candidates", type=int, default=100, help="programs for the pool measurement")
+    args = ap.parse_args()
+    task = TaskConfig(name=args.task, size=dict(args.set))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    programs = candidates(args.candidates, args.seed)
+    pool = [pool_rate(task, w, programs) for w in (1, 2)]
+    print(f"pool: {len(programs)} distinct candidates; 1 worker {pool[0]:.2f}/s, 2 workers {pool[1]:.2f}/s, "
+          f"ratio {pool[1] / pool[0]:.2f}x")
+    rows = [measure(task, w, args.evaluations, args.seed) for w in (1, 2)]
+    print(f"task {args.task} {dict(args.set)}, {args.evaluations} evaluations per run")
+    print("| workers | evaluations/s | trainings/s | spared training |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['workers']} | {r['evaluations_per_s']:.2f} | {r['trained_per_s']:.2f} | {r['saved_rate']:.1%} |")
+    print(f"search ratio 2 workers / 1 worker: evaluations/s {rows[1]['evaluations_per_s'] / rows[0]['evaluations_per_s']:.2f}x, "
+          f"trainings/s {rows[1]['trained_per_s'] / rows[0]['trained_per_s']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
