@@ -68,6 +68,9 @@ def from_dict(cls, data, where: str):
     except (ValueError, TypeError) as e:
         if isinstance(e, ConfigError):
             raise
+        key, _, why = str(e).partition(": ")
+        if key in fields and why:  # the check names its field: report it as where.field
+            raise ConfigError(f"{where}.{key}: {why}".replace(":.", ": ")) from None
         raise ConfigError(f"{where}: {e}") from None
 
 
@@ -76,6 +79,17 @@ class TaskConfig:
     name: str = "digits_mlp"
     size: dict[str, typing.Any] = field(default_factory=dict)  # the task's size knobs (steps, width, ...)
     seeds: tuple[int, ...] = (0,)
+
+    def __post_init__(self):
+        import proxy_tasks
+        if self.name not in proxy_tasks.names():
+            raise ValueError(f"name: unknown task {self.name!r} (registered: {', '.join(proxy_tasks.names())})")
+        try:
+            proxy_tasks.get_task(self.name, **self.size)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"size: {e}") from None
+        if not self.seeds:
+            raise ValueError("seeds: at least one seed is needed")
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,13 @@ class SearchConfig:
             raise ValueError(f"tournament must be between 1 and population ({self.population}), got {self.tournament}")
         if self.evaluations < 1 or self.checkpoint_every < 1 or self.timeout_s <= 0:
             raise ValueError("evaluations, checkpoint_every and timeout_s must be positive")
+        import dsl
+        try:
+            warm = dsl.load(self.warm_start)
+        except dsl.ProgramError as e:
+            raise ValueError(f"warm_start: {e}") from None
+        if not dsl.check(warm):
+            raise ValueError(f"warm_start: {self.warm_start} fails abstract execution: {dsl.check(warm).reason}")
 
 
 @dataclass(frozen=True)

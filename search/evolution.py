@@ -147,9 +147,7 @@ class Evolution:
         bar = _progress(self, s.evaluations) if self.progress else None
         try:
             if not self.records:
-                warm = dsl.load(s.warm_start)
-                if not dsl.check(warm):
-                    raise ConfigError(f"search.warm_start: {s.warm_start} fails abstract execution: {dsl.check(warm).reason}")
+                warm = dsl.load(s.warm_start)  # validated with the config
                 live = dsl.strip_dead_code(warm.inline_params())
                 pool.submit(("warm", dsl.fingerprint(live), {"program": dsl.to_text(warm), "parent": None,
                                                              "mutation": "warm start", "rejected": 0}), live)

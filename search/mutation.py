@@ -27,11 +27,19 @@ class MutationConfig:
     max_statements: int = 20  # an insert beyond this length is not proposed
     constant_prob: float = 0.25  # chance that a new argument is a constant rather than a slot
     max_tries: int = 100  # re-mutations from the parent before giving up on a child
+    ops: tuple[str, ...] = ()  # the ops that inserts and op changes may use; empty: the whole table
 
     def __post_init__(self):
         w = (self.insert, self.delete, self.modify)
         if min(w) < 0 or sum(w) <= 0:
             raise ValueError("mutation weights must be >= 0 and not all 0")
+        unknown = [o for o in self.ops if o not in dsl.OPS]
+        if unknown:
+            raise ValueError(f"ops: unknown op {unknown[0]!r} (see `lionsearch ops`)")
+
+    @property
+    def op_names(self) -> tuple[str, ...]:
+        return self.ops or dsl.OP_NAMES
 
 
 def _slots_before(p: Program, i: int) -> list[str]:
@@ -52,7 +60,7 @@ def _new_arg(rng: np.random.Generator, slots: list[str], cfg: MutationConfig):
 def _insert(p: Program, rng, cfg: MutationConfig) -> tuple[Program, str]:
     i = int(rng.integers(len(p) + 1))
     slots = _slots_before(p, i)
-    ops = dsl.OP_NAMES
+    ops = cfg.op_names
     op = dsl.OPS[ops[rng.integers(len(ops))]]
     args = tuple(_new_arg(rng, slots, cfg) for _ in range(op.arity))
     temps = [n for n in slots if n not in p.inputs]
@@ -74,7 +82,9 @@ def _modify(p: Program, rng, cfg: MutationConfig) -> tuple[Program, str]:
     args = list(s.args)
     j = int(rng.integers(len(args) + 1))
     if j == len(args):  # the op, to another of the same arity
-        same = [n for n, op in dsl.OPS.items() if op.arity == len(args) and n != s.op]
+        same = [n for n in cfg.op_names if dsl.OPS[n].arity == len(args) and n != s.op]
+        if not same:
+            raise ProgramError(f"no other op of arity {len(args)} to switch {s.op} to")
         new = Statement(s.out, same[rng.integers(len(same))], s.args)
     else:
         if isinstance(args[j], float) and rng.random() < 0.5:
@@ -128,7 +138,7 @@ def random_program(rng: np.random.Generator, n_statements: int, cfg: MutationCon
     (signsgd by default); for benchmarks and tests."""
     p = (start or dsl.load("signsgd")).inline_params()
     grow = MutationConfig(insert=1, delete=0, modify=0.2, max_statements=max(n_statements, 1),
-                          constant_prob=cfg.constant_prob)
+                          constant_prob=cfg.constant_prob, ops=cfg.ops)
     while len(p) < n_statements:
         p = mutate(p, rng, grow).program
     return p

@@ -12,18 +12,6 @@ from .rundir import RunDir, new_run_dir
 from .workers import WorkerPool
 
 
-def validate_task(cfg: RunConfig, where: str = "config") -> None:
-    """Unknown task names and size knobs are config errors naming the key."""
-    import proxy_tasks
-    if cfg.task.name not in proxy_tasks.names():
-        raise ConfigError(f"{where}: task.name: unknown task {cfg.task.name!r} "
-                          f"(registered: {', '.join(proxy_tasks.names())})")
-    try:
-        proxy_tasks.get_task(cfg.task.name, **cfg.task.size)
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"{where}: task.size: {e}") from None
-
-
 def resolve(cfg: RunConfig, run_dir: str | Path | None, resume: bool) -> tuple[RunConfig, Path, list[str]]:
     """The config and run directory to use; on resume the run's own config wins (notes say where
     the given one differs), except for where and how wide to run (ray settings)."""
@@ -50,7 +38,6 @@ def connect(cfg: RunConfig) -> None:
 
 
 def run_search(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> dict:
-    validate_task(cfg)
     evo = Evolution(cfg, run_dir, resume=resume, progress=progress)
     connect(cfg)
     pool = WorkerPool(cfg.task.name, dict(cfg.task.size), tuple(cfg.task.seeds), cfg.ray.workers,

@@ -82,6 +82,8 @@ def _write(tmp_path, text):
     ("search: {population: 5, tournament: 10}", "tournament must be between 1 and population"),
     ("bogus: 1", "unknown key 'bogus'"),
     ("task: [", "not valid YAML"),
+    ("search: {mutation: {ops: [sign, frobnicate]}}", "search.mutation.ops: unknown op 'frobnicate'"),
+    ("search: {warm_start: adamw_typo}", "search.warm_start: unknown program 'adamw_typo'"),
 ])
 def test_config_errors_name_file_and_key(tmp_path, text, message):
     f = _write(tmp_path, text)
@@ -124,3 +126,36 @@ def test_damaged_history_is_an_error_naming_the_line(tmp_path):
     (tmp_path / "history.jsonl").write_text('{"id": 0}\nnot json\n{"id": 2}\n')
     with pytest.raises(RunDirError, match="line 2"):
         read_history(tmp_path)
+
+
+def test_mutation_can_be_restricted_to_some_ops():
+    rng = np.random.default_rng(4)
+    cfg = MutationConfig(ops=("sign", "interp", "mul", "add"))
+    p = dsl.load("adamw_warmstart")
+    allowed = set(cfg.ops) | {s.op for s in p.statements}
+    for _ in range(100):
+        p = mutate(p, rng, cfg).program
+        assert {s.op for s in p.statements} <= allowed
+
+
+@pytest.mark.parametrize("text, message", [
+    ("task: {name: imagenet}", "task.name: unknown task 'imagenet'"),
+    ("task: {name: logreg, size: {widht: 3}}", "task.size: task 'logreg': unknown knob(s) 'widht'"),
+    ("search: {evaluations: many}", "search.evaluations: expected int"),
+])
+def test_cli_search_reports_bad_configs_without_a_traceback(tmp_path, capsys, text, message):
+    from search.cli import main
+    f = _write(tmp_path, text)
+    with pytest.raises(SystemExit) as info:
+        main(["search", str(f), "--run-dir", str(tmp_path / "run"), "--no-progress"])
+    assert message in str(info.value.code) and str(f) in str(info.value.code)
+    assert not (tmp_path / "run" / "history.jsonl").exists()
+
+
+def test_cli_show_prints_program_and_analysis(capsys):
+    from search.cli import main
+    assert main(["show", "lion"]) == 0
+    out = capsys.readouterr().out
+    assert "update = sign(c)" in out and "state slots: m" in out and "check: ok" in out
+    with pytest.raises(SystemExit, match="unknown program"):
+        main(["show", "nope"])
