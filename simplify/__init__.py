@@ -1,1 +1,112 @@
-"""Simplification: from a raw discovered program to its essence."""
+"""Simplification: from a raw discovered program to its essence (the paper's three steps).
+
+1. drop redundant statements (dead code, by dependency analysis);
+2. exact rewrites checked by `dsl.equivalent` (no-op arithmetic, `sign(sign(x))`, `m / sqrt(m*m)`
+   as `sign(m)`, merged constants, folded `interp` chains), to a fixpoint;
+3. with a check task: ablation, keeping a deletion, a replacement by one of a statement's
+   arguments, or a rounder constant when the validation loss stays within `tolerance` (relative)
+   of the original program's; then the exact rewrites again.
+Deterministic for given seeds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import dsl
+from dsl import Program
+
+from .rewrite import alias, canonical, exact_simplify
+
+
+@dataclass(frozen=True)
+class Step:
+    what: str
+    program: Program
+    loss: float | None  # on the check task, where one is used
+
+
+def _round_constants(x: float) -> list[float]:
+    """Rounder values than x, roundest first (1 and 2 significant digits)."""
+    out = []
+    for digits in (1, 2):
+        r = float(f"{x:.{digits - 1}e}")
+        if r != x and r not in out:
+            out.append(r)
+    return out
+
+
+def _ablations(p: Program):
+    """Candidate simplifications that change the function: deletions, forwarding an argument,
+    rounder constants."""
+    from dsl.text import statement_text
+    for i, s in enumerate(p.statements):
+        try:
+            yield f"delete `{statement_text(s)}`", p.replace(p.statements[:i] + p.statements[i + 1:])
+        except dsl.ProgramError:
+            pass
+        for a in dict.fromkeys(s.args):
+            q = alias(p, i, a)
+            if q is not None:
+                yield f"replace `{statement_text(s)}` by {a}", q
+    for i, s in enumerate(p.statements):
+        for j, a in enumerate(s.args):
+            if isinstance(a, float):
+                for r in _round_constants(a):
+                    args = s.args[:j] + (r,) + s.args[j + 1:]
+                    q = p.replace(p.statements[:i] + (dsl.Statement(s.out, s.op, args),) + p.statements[i + 1:])
+                    yield f"round {a!r} to {r!r} in `{statement_text(s)}`", q
+
+
+def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01, seeds: Sequence[int] = (0,),
+                   size: dict | None = None, log: Callable[[Step], None] | None = None) -> list[Step]:
+    """Every accepted step, the first being the input. `task` (a proxy task name) turns on the
+    ablation step; without one only exact, function-preserving steps are taken."""
+    evaluator = None
+    if task is not None:
+        import proxy_tasks
+        evaluator = proxy_tasks.Evaluator(task, **(size or {}))
+    loss = (lambda q: evaluator.evaluate(q, seeds).loss) if evaluator else (lambda q: None)
+    steps: list[Step] = []
+
+    def take(what: str, q: Program, value: float | None = None) -> None:
+        steps.append(Step(what, q, value))
+        if log:
+            log(steps[-1])
+
+    p = p.inline_params()
+    base = loss(p)
+    take("input", p, base)
+    q = dsl.strip_dead_code(p)
+    if q != p:
+        take(f"drop {len(p) - len(q)} dead statement(s)", q, base)
+    q = exact_simplify(q, log=lambda what, r: take(what, r, base))
+    if evaluator is not None:
+        import math
+        limit = base * (1 + tolerance) if math.isfinite(base) else math.inf
+        changed = True
+        while changed:
+            changed = False
+            for what, r in _ablations(q):
+                r = dsl.strip_dead_code(r)
+                if not dsl.check(r):
+                    continue
+                value = loss(r)
+                if value <= limit:
+                    take(what, r, value)
+                    q, changed = exact_simplify(r, log=lambda w, x: take(w, x, value)), True
+                    break
+    final = canonical(q)
+    if final != q:
+        take("rename temporaries", final, steps[-1].loss)
+    return steps
+
+
+def simplify(p: Program, task: str | None = None, tolerance: float = 0.01, seeds: Sequence[int] = (0,),
+             size: dict | None = None, log: Callable[[Step], None] | None = None) -> Program:
+    """The simplest program found: equivalent to `p` without a task; within `tolerance` of its
+    validation loss on `task` with one."""
+    return simplify_steps(p, task, tolerance, seeds, size, log)[-1].program
+
+
+__all__ = ["Step", "simplify", "simplify_steps"]

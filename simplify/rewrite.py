@@ -1,0 +1,198 @@
+"""Exact rewrites: changes that keep the optimizer the same function, checked by `dsl.equivalent`.
+
+Each rewrite proposes candidates; a candidate is taken only if it computes the same updates as the
+program on random inputs over several steps, so no rewrite can change what the program does.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import dsl
+from dsl import Program, ProgramError, Statement
+from dsl.program import MEMORY
+
+# Replacing a statement by one of these applied to a slot catches forms such as
+# `m / sqrt(m * m)` -> `sign(m)` and `sign(sign(x))` -> `sign(x)`.
+SIMPLE_UNARY = ("sign", "abs", "neg", "square", "sqrt")
+
+
+def _uses_after(p: Program, i: int, name: str) -> list[tuple[int, int]]:
+    """(statement, argument) positions that read the value statement i writes to `name`."""
+    uses = []
+    for k in range(i + 1, len(p)):
+        s = p.statements[k]
+        uses += [(k, j) for j, a in enumerate(s.args) if a == name]
+        if s.out == name:
+            break
+    return uses
+
+
+def _reaches_output(p: Program, i: int) -> bool:
+    """Whether statement i's value is the final value of an output slot (update, m, v)."""
+    out = p.statements[i].out
+    return out in ("update",) + MEMORY and all(s.out != out for s in p.statements[i + 1:])
+
+
+def alias(p: Program, i: int, to) -> Program | None:
+    """Drop statement i and let its readers read `to` (a slot or a constant) instead, where that
+    is the same value; None where the value cannot be forwarded."""
+    s = p.statements[i]
+    if _reaches_output(p, i) and to != s.out:  # `m = m * 1` at the end may go: m keeps its value
+        return None
+    uses = _uses_after(p, i, s.out)
+    if isinstance(to, str):  # `to` must not be reassigned before the last use
+        last = max((k for k, _ in uses), default=i)
+        if any(t.out == to for t in p.statements[i + 1:last]):
+            return None
+    stmts = list(p.statements)
+    for k, j in uses:
+        args = list(stmts[k].args)
+        args[j] = to
+        stmts[k] = Statement(stmts[k].out, stmts[k].op, tuple(args))
+    del stmts[i]
+    try:
+        return p.replace(stmts)
+    except ProgramError:
+        return None
+
+
+def _with(p: Program, i: int, s: Statement) -> Program | None:
+    try:
+        return p.replace(p.statements[:i] + (s,) + p.statements[i + 1:])
+    except ProgramError:
+        return None
+
+
+def _single_use(p: Program, i: int) -> int | None:
+    """The one statement reading statement i's value, if exactly one does (and it is not an output)."""
+    uses = _uses_after(p, i, p.statements[i].out)
+    if len(uses) == 1 and not _reaches_output(p, i):
+        return uses[0][0]
+    return None
+
+
+def merged_constants(p: Program) -> Iterator[tuple[str, Program]]:
+    """`a = x * c1; b = a * c2` -> `b = x * (c1 c2)`; the same for `/`; and chained interps:
+    `y = interp(x, z, a); w = interp(x, y, b)` -> `w = interp(x, z, a b)`."""
+    for i, s in enumerate(p.statements):
+        k = _single_use(p, i)
+        if k is None:
+            continue
+        t = p.statements[k]
+        if s.op in ("mul", "div") and t.op in ("mul", "div"):
+            cs = [a for a in s.args if isinstance(a, float)]
+            ct = [a for a in t.args if isinstance(a, float)]
+            xs = [a for a in s.args if isinstance(a, str)]
+            if len(cs) == 1 and len(ct) == 1 and len(xs) == 1 and (s.op == "mul" or s.args[1] == cs[0]) \
+                    and (t.op == "mul" or t.args[1] == ct[0]):
+                c1 = cs[0] if s.op == "mul" else 1.0 / cs[0] if cs[0] else None
+                c2 = ct[0] if t.op == "mul" else 1.0 / ct[0] if ct[0] else None
+                if c1 is not None and c2 is not None:
+                    q = alias(_with(p, k, Statement(t.out, "mul", (xs[0], c1 * c2))) or p, i, xs[0])
+                    if q is not None:
+                        yield f"merge constants: {s.out} and {t.out}", q
+        if s.op == "interp" and t.op == "interp" and t.args[1] == s.out and t.args[0] == s.args[0] \
+                and isinstance(s.args[2], float) and isinstance(t.args[2], float):
+            merged = Statement(t.out, "interp", (s.args[0], s.args[1], s.args[2] * t.args[2]))
+            q = _with(p, k, merged)
+            if q is not None:
+                yield f"fold interps: {s.out} into {t.out}", q
+
+
+def _producer(p: Program, k: int, name: str) -> int | None:
+    """The statement whose value statement k reads as `name` (None for an input)."""
+    return next((i for i in range(k - 1, -1, -1) if p.statements[i].out == name), None)
+
+
+def interp_forms(p: Program) -> Iterator[tuple[str, Program]]:
+    """`a = x * c1; b = y * c2; z = a + b` with c1 + c2 = 1 -> `z = interp(y, x, c1)`."""
+    for k, t in enumerate(p.statements):
+        if t.op != "add" or not all(isinstance(a, str) for a in t.args):
+            continue
+        parts = []
+        for a in t.args:
+            i = _producer(p, k, a)
+            s = p.statements[i] if i is not None else None
+            if s is None or s.op != "mul" or _single_use(p, i) != k:
+                break
+            c = [x for x in s.args if isinstance(x, float)]
+            x = [x for x in s.args if isinstance(x, str)]
+            if len(c) != 1 or len(x) != 1:
+                break
+            parts.append((x[0], c[0]))
+        if len(parts) == 2 and abs(parts[0][1] + parts[1][1] - 1.0) < 1e-9:
+            (x, c1), (y, _) = parts
+            q = _with(p, k, Statement(t.out, "interp", (y, x, c1)))
+            if q is not None:
+                yield f"write `{t.out}` as an interp", q
+
+
+def candidates(p: Program) -> Iterator[tuple[str, Program]]:
+    """Simpler programs that may be the same function, simplest changes first."""
+    from dsl.text import statement_text
+    for k, t in enumerate(p.statements):
+        # `x = y * 1`, `x = y + 0`, `sign(sign(y))`: statement k reads one of its arguments instead;
+        # `-(-y)`: statement k reads an argument of the statement it reads.
+        reads = list(t.args)
+        for a in t.args:
+            i = _producer(p, k, a) if isinstance(a, str) else None
+            if i is not None:
+                reads += list(p.statements[i].args)
+        for a in dict.fromkeys(reads):
+            q = alias(p, k, a)
+            if q is not None:
+                yield f"drop `{statement_text(t)}` (its readers read {a})", q
+    yield from merged_constants(p)
+    yield from interp_forms(p)
+    for i, s in enumerate(p.statements):
+        if s.op in SIMPLE_UNARY and dsl.OPS[s.op].arity == 1:
+            continue
+        readable = list(p.inputs) + [t.out for t in p.statements[:i]]
+        for slot in dict.fromkeys(readable):
+            for op in SIMPLE_UNARY:
+                new = Statement(s.out, op, (slot,))
+                q = _with(p, i, new)
+                if q is not None:
+                    yield f"rewrite `{statement_text(s)}` as `{statement_text(new)}`", q
+
+
+def canonical(p: Program) -> Program:
+    """Temporaries renamed in order of first assignment (t1, t2, ...): the same program, the same
+    text for programs that differ only in names."""
+    keep = set(p.inputs) | {"update"} | {k for k, _ in p.params}
+    names: dict[str, str] = {}
+    for s in p.statements:
+        if s.out not in keep and s.out not in names:
+            names[s.out] = f"t{len(names) + 1}"
+    if not names:
+        return p
+    taken = set(names.values()) & {s.out for s in p.statements if s.out not in names}
+    if taken:  # a temporary already called t<k> that would collide: leave names alone
+        return p
+    ren = lambda a: names.get(a, a) if isinstance(a, str) else a
+    return p.replace(Statement(ren(s.out), s.op, tuple(ren(a) for a in s.args)) for s in p.statements)
+
+
+def exact_simplify(p: Program, log=None) -> Program:
+    """Apply exact rewrites until none applies; every step is checked with `dsl.equivalent`."""
+    p = dsl.strip_dead_code(p)
+    changed = True
+    while changed:
+        changed = False
+        for what, q in candidates(p):
+            q = dsl.strip_dead_code(q)
+            if len(q) <= len(p) and q != p and _simpler(q, p) and dsl.equivalent(q, p):
+                if log:
+                    log(what, q)
+                p, changed = q, True
+                break
+    return p
+
+
+def _cost(p: Program) -> tuple[int, int]:
+    """Fewer statements first; then fewer ops outside SIMPLE_UNARY (sign is simpler than m/sqrt)."""
+    return len(p), sum(s.op not in SIMPLE_UNARY for s in p.statements)
+
+
+def _simpler(q: Program, p: Program) -> bool:
+    return _cost(q) < _cost(p)
