@@ -49,7 +49,10 @@ class Task:
     name: str = ""
     KNOBS: dict[str, Any] = {}
     DEFAULTS: dict[str, Any] = {}  # per-task overrides of COMMON_KNOBS defaults
-    blowup: float = 1e5  # a weight with |w| above this counts as diverged
+    # Divergence: a run ends early with status "diverged" once a weight exceeds `blowup` in
+    # magnitude or the training loss exceeds `loss_limit` (no task here has either legitimately).
+    blowup: float = 1e3
+    loss_limit: float = 1e3
 
     def __init__(self, **knobs):
         valid = self.valid_knobs()
