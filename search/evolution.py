@@ -191,15 +191,23 @@ class Evolution:
         return summary
 
     def summary(self, top: int = 5) -> dict:
-        seen, best = set(), []
-        for r in sorted(self.records, key=lambda r: (_loss(r), r["id"])):
-            if r["fingerprint"] not in seen and math.isfinite(_loss(r)):
-                seen.add(r["fingerprint"])
-                best.append({k: r.get(k) for k in ("id", "fitness", "accuracy", "status", "fingerprint", "program")})
-            if len(best) == top:
-                break
+        best = [{k: r.get(k) for k in ("id", "fitness", "accuracy", "status", "fingerprint", "program")}
+                for r in best_distinct(self.records, top)]
         return {"run_dir": str(self.dir.path), "evaluations": len(self.records),
                 "seconds": round(time.monotonic() - self._start, 1), "stats": self.stats.as_dict(), "best": best}
+
+
+def best_distinct(records: list[dict], top: int) -> list[dict]:
+    """The `top` best records with finite fitness and distinct fingerprints, best first (the
+    earliest of equals)."""
+    seen, best = set(), []
+    for r in sorted(records, key=lambda r: (_loss(r), r["id"])):
+        if len(best) == top:
+            break
+        if r["fingerprint"] not in seen and math.isfinite(_loss(r)):
+            seen.add(r["fingerprint"])
+            best.append(r)
+    return best
 
 
 def _result_of(rec: dict) -> dict:

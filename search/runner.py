@@ -6,7 +6,7 @@ from pathlib import Path
 
 import ray
 
-from .config import ConfigError, RunConfig, from_dict
+from .config import ConfigError, RayConfig, RunConfig, from_dict
 from .evolution import Evolution
 from .rundir import RunDir, new_run_dir
 from .workers import WorkerPool
@@ -27,19 +27,19 @@ def resolve(cfg: RunConfig, run_dir: str | Path | None, resume: bool) -> tuple[R
     return cfg, path, notes
 
 
-def connect(cfg: RunConfig) -> None:
-    """`ray.init()`: a local instance by default, or the cluster at `ray.address`."""
+def connect_ray(cfg: RayConfig) -> None:
+    """`ray.init()`: a local instance by default, or the cluster at `address`."""
     if ray.is_initialized():
         return
-    if cfg.ray.address:
-        ray.init(address=cfg.ray.address, log_to_driver=False)
+    if cfg.address:
+        ray.init(address=cfg.address, log_to_driver=False)
     else:
-        ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=False)
 
 
 def run_search(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> dict:
     evo = Evolution(cfg, run_dir, resume=resume, progress=progress)
-    connect(cfg)
+    connect_ray(cfg.ray)
     pool = WorkerPool(cfg.task.name, dict(cfg.task.size), tuple(cfg.task.seeds), cfg.ray.workers,
                       cfg.search.timeout_s)
     try:

@@ -20,11 +20,12 @@ _WORKER_ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_paralle
 
 @ray.remote(num_cpus=1, max_restarts=0)
 class Evaluator:
-    def __init__(self, task: str, size: dict, seeds: tuple[int, ...]):
+    def __init__(self, task: str, size: dict, seeds: tuple[int, ...], warm: bool = True):
         os.environ.update(_WORKER_ENV)
         import proxy_tasks
         self.evaluator = proxy_tasks.Evaluator(task, **size)
-        self.evaluator.warm()  # compile every length bucket now, so time limits see training only
+        if warm:  # compile every length bucket now, so that time limits see training only
+            self.evaluator.warm()
         self.seeds = tuple(seeds)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -47,8 +48,8 @@ class WorkerPool:
     """Evaluator actors with a shared queue: a candidate goes to the first actor that is ready."""
 
     def __init__(self, task: str, size: dict, seeds: tuple[int, ...], workers: int, timeout_s: float,
-                 max_tries: int = 3):
-        self.task, self.size, self.seeds = task, dict(size), tuple(seeds)
+                 max_tries: int = 3, warm: bool = True):
+        self.task, self.size, self.seeds, self.warm = task, dict(size), tuple(seeds), warm
         self.timeout_s, self.max_tries = timeout_s, max_tries
         self.retries = 0  # candidates resubmitted after their worker died
         self.timeouts = 0
@@ -60,7 +61,7 @@ class WorkerPool:
             self._add_actor()
 
     def _add_actor(self) -> None:
-        actor = Evaluator.remote(self.task, self.size, self.seeds)
+        actor = Evaluator.remote(self.task, self.size, self.seeds, self.warm)
         self._starting[actor.__ray_ready__.remote()] = actor
 
     def wait_ready(self) -> None:

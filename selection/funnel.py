@@ -1,0 +1,165 @@
+"""Funnel selection (meta-validation): survivors re-evaluated on progressively larger tasks.
+
+Each stage trains every surviving candidate and the baseline with a small sweep of learning-rate
+multipliers (a sign-based update wants a smaller lr than AdamW) and keeps each one's best; a
+candidate passes the stage when its best validation loss is at most `max_ratio` times the
+baseline's best on that stage. Stages run on the same Ray worker pool machinery as the search.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dsl
+from dsl import Program, Statement
+from search.config import RayConfig, TaskConfig, load_config
+from search.evolution import best_distinct
+from search.rundir import read_history
+from search.workers import WorkerPool
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    task: TaskConfig
+    max_ratio: float = 1.0  # pass: best loss <= max_ratio * the baseline's best loss
+
+    def __post_init__(self):
+        if self.max_ratio <= 0:
+            raise ValueError("max_ratio: must be positive")
+
+
+@dataclass(frozen=True)
+class FunnelConfig:
+    stages: tuple[Stage, ...]
+    top_k: int = 10  # functionally distinct candidates taken from the run
+    baseline: str = "adamw_warmstart"  # a built-in or .opt path, tuned on each stage like the candidates
+    lr_multipliers: tuple[float, ...] = (0.3, 1.0, 3.0)
+    timeout_s: float = 600.0
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    def __post_init__(self):
+        if not self.stages:
+            raise ValueError("stages: at least one stage is needed")
+        if self.top_k < 1:
+            raise ValueError("top_k: must be >= 1")
+        if not self.lr_multipliers or min(self.lr_multipliers) <= 0:
+            raise ValueError("lr_multipliers: positive numbers are needed")
+        try:
+            dsl.load(self.baseline)
+        except dsl.ProgramError as e:
+            raise ValueError(f"baseline: {e}") from None
+
+
+def load_funnel(path: str | Path) -> FunnelConfig:
+    return load_config(path, FunnelConfig)
+
+
+def scale_lr(p: Program, k: float) -> Program:
+    """`p` with its learning-rate input multiplied by k (a first statement `lr = lr * k`)."""
+    if k == 1.0:
+        return p
+    return p.replace((Statement("lr", "mul", ("lr", float(k))),) + p.statements)
+
+
+def candidates_of(run_dir: str | Path, top_k: int) -> list[dict]:
+    """The run's top-K functionally distinct candidates: {id, fingerprint, fitness, program}."""
+    records = read_history(run_dir)
+    if not records:
+        raise FileNotFoundError(f"{run_dir}: no history.jsonl with evaluations (not a run directory?)")
+    return [{k: r[k] for k in ("id", "fingerprint", "fitness", "program")} for r in best_distinct(records, top_k)]
+
+
+def _sweep(pool: WorkerPool, entries: list[dict], multipliers) -> dict[tuple[int, float], dict]:
+    """Train every (entry, lr multiplier) once; results keyed by (entry index, multiplier)."""
+    todo = [(i, k) for i in range(len(entries)) for k in multipliers]
+    results, queued = {}, 0
+    progs = {i: dsl.parse(e["program"]) for i, e in enumerate(entries)}
+    while len(results) < len(todo):
+        while queued < len(todo) and pool.capacity > 0:
+            i, k = todo[queued]
+            pool.submit((i, k), dsl.strip_dead_code(scale_lr(progs[i], k)))
+            queued += 1
+        for key, res in pool.wait():
+            results[key] = res
+    return results
+
+
+def run_funnel(run_dir: str | Path, cfg: FunnelConfig, progress: bool = True) -> dict:
+    """Run the funnel on a search's run directory; writes `selection.json` and `selection.md`."""
+    from tqdm import tqdm
+
+    from search.runner import connect_ray
+    connect_ray(cfg.ray)
+    entries = candidates_of(run_dir, cfg.top_k)
+    baseline = {"id": "baseline", "fingerprint": None, "fitness": None,
+                "program": dsl.to_text(dsl.load(cfg.baseline))}
+    rows = [{"id": e["id"], "fingerprint": e["fingerprint"], "proxy_loss": e["fitness"], "program": e["program"],
+             "stages": {}, "passed": True} for e in entries]
+    stage_info = []
+    alive = list(range(len(rows)))
+    for stage in tqdm(cfg.stages, desc="funnel", unit="stage", disable=not progress):
+        pool = WorkerPool(stage.task.name, dict(stage.task.size), tuple(stage.task.seeds), cfg.ray.workers,
+                          cfg.timeout_s, warm=False)  # few programs: compile only the buckets used
+        try:
+            group = [baseline] + [entries[i] for i in alive]
+            res = _sweep(pool, group, cfg.lr_multipliers)
+        finally:
+            pool.shutdown()
+        best = {}
+        for g in range(len(group)):
+            k, r = min(((k, res[(g, k)]) for k in cfg.lr_multipliers), key=lambda kr: _finite(kr[1]["fitness"]))
+            best[g] = {"loss": _finite(r["fitness"]), "accuracy": r["accuracy"], "lr_multiplier": k,
+                       "status": r["status"]}
+        base = best[0]["loss"]
+        stage_info.append({"name": stage.name, "task": stage.task.name, "size": stage.task.size,
+                           "seeds": list(stage.task.seeds), "baseline": best[0], "max_ratio": stage.max_ratio})
+        survivors = []
+        for g, i in enumerate(alive, 1):
+            ok = math.isfinite(best[g]["loss"]) and best[g]["loss"] <= stage.max_ratio * base
+            rows[i]["stages"][stage.name] = {**best[g], "ratio": best[g]["loss"] / base if base else math.inf,
+                                             "passed": ok}
+            if ok:
+                survivors.append(i)
+            else:
+                rows[i]["passed"] = False
+        alive = survivors
+    report = {"run_dir": str(run_dir), "stages": stage_info, "candidates": rows,
+              "survivors": [rows[i]["id"] for i in alive]}
+    out = Path(run_dir)
+    (out / "selection.json").write_text(json.dumps(_jsonable(report), indent=1))
+    (out / "selection.md").write_text(table(report))
+    return report
+
+
+def _finite(x) -> float:
+    return math.inf if x is None or not math.isfinite(x) else float(x)
+
+
+def _jsonable(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+def table(report: dict) -> str:
+    """The funnel as a Markdown table: candidate, loss (and lr multiplier) at each stage, verdict."""
+    names = [s["name"] for s in report["stages"]]
+    head = "| candidate | proxy loss | " + " | ".join(names) + " | verdict |"
+    lines = [head, "|" + "---|" * (len(names) + 3)]
+    base = " | ".join(f"{s['baseline']['loss']:.4f} (x{s['baseline']['lr_multiplier']:g})" for s in report["stages"])
+    lines.append(f"| baseline | | {base} | |")
+    for r in report["candidates"]:
+        cells = []
+        for n in names:
+            s = r["stages"].get(n)
+            cells.append("" if s is None else f"{s['loss']:.4f} (x{s['lr_multiplier']:g}) {'pass' if s['passed'] else 'fail'}")
+        lines.append(f"| {r['id']} | {r['proxy_loss']:.4f} | " + " | ".join(cells)
+                     + f" | {'passed' if r['passed'] else 'failed'} |")
+    return "\n".join(lines) + "\n"

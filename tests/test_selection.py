@@ -1,0 +1,70 @@
+"""The funnel on a real short run, on a local Ray instance."""
+import json
+
+import pytest
+import ray
+
+import dsl
+from search.config import ConfigError, RayConfig, RunConfig, SearchConfig, TaskConfig
+from search.runner import run_search
+from selection.funnel import FunnelConfig, Stage, load_funnel, run_funnel, scale_lr
+
+SMALL = {"steps": 30, "batch": 32, "n_train": 256, "n_val": 128}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    d = tmp_path_factory.mktemp("funnel") / "run"
+    cfg = RunConfig(task=TaskConfig(name="logreg", size=SMALL),
+                    search=SearchConfig(population=10, tournament=3, evaluations=30), ray=RayConfig(workers=2))
+    run_search(cfg, d, progress=False)
+    yield d
+    ray.shutdown()
+
+
+def test_funnel_stages_and_thresholds(run_dir):
+    cfg = FunnelConfig(
+        stages=(Stage("A", TaskConfig(name="logreg", size=SMALL, seeds=(0, 1)), max_ratio=1.05),
+                Stage("B", TaskConfig(name="logreg", size={**SMALL, "steps": 80, "dim": 32}), max_ratio=1.0)),
+        top_k=4, lr_multipliers=(0.3, 1.0))
+    report = run_funnel(run_dir, cfg, progress=False)
+    rows = report["candidates"]
+    assert len(rows) == 4 and len({r["fingerprint"] for r in rows}) == 4
+    assert [r["proxy_loss"] for r in rows] == sorted(r["proxy_loss"] for r in rows)
+    a_base = report["stages"][0]["baseline"]["loss"]
+    for r in rows:
+        a = r["stages"]["A"]
+        assert a["lr_multiplier"] in (0.3, 1.0)
+        assert a["passed"] == (a["loss"] <= 1.05 * a_base)
+        assert ("B" in r["stages"]) == a["passed"]  # only survivors go on
+        assert r["passed"] == all(s["passed"] for s in r["stages"].values()) and len(r["stages"]) >= 1
+    assert report["survivors"] == [r["id"] for r in rows if r["passed"]]
+    saved = json.loads((run_dir / "selection.json").read_text())
+    assert saved["survivors"] == report["survivors"]
+    table = (run_dir / "selection.md").read_text()
+    assert "| baseline |" in table and table.count("\n") == 3 + len(rows)
+
+
+def test_scale_lr_multiplies_the_update():
+    import numpy as np
+    from dsl.analysis import trajectory
+    p = dsl.load("sgd")
+    a, b = trajectory(p), trajectory(scale_lr(p, 0.5))
+    np.testing.assert_allclose(b[0][0], 0.5 * a[0][0])
+
+
+def test_funnel_config_errors_name_the_key(tmp_path):
+    f = tmp_path / "f.yaml"
+    f.write_text("stages: [{name: A, task: {name: logreg}, max_ratio: -1}]\n")
+    with pytest.raises(ConfigError, match=r"stages\[0\]\.max_ratio: must be positive"):
+        load_funnel(f)
+    f.write_text("stages: []\n")
+    with pytest.raises(ConfigError, match="stages: at least one stage"):
+        load_funnel(f)
+
+
+def test_shipped_funnel_config_loads():
+    from pathlib import Path
+    cfg = load_funnel(Path(__file__).parent.parent / "configs" / "funnel.yaml")
+    assert [s.name for s in cfg.stages] == ["A", "B", "C"]
