@@ -1,0 +1,206 @@
+"""Benchmark: candidates per second of the compile-once interpreter vs per-program jax.jit vs a
+hand-written optax AdamW loop, on the digits MLP task, in one run.
+
+    python scripts/bench_eval.py [--programs 200] [--jit-programs 8] [--statements 20] [--set steps=200 ...]
+
+Programs are random valid programs of `--statements` statements (search.mutation.random_program,
+checked with dsl.check, distinct by functional hash); the engine trains them after dead-code
+removal, as the search does. Reported: candidates/s (with and without the one-time compile), the
+per-candidate training time, and the ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm import tqdm
+
+import dsl
+import proxy_tasks
+from proxy_tasks.engine import BUCKETS, prepare
+
+
+def random_programs(n: int, n_statements: int, seed: int) -> list[dsl.Program]:
+    """`n` distinct (by functional hash) programs that pass abstract execution."""
+    rng = np.random.default_rng(seed)
+    try:
+        from search.mutation import random_program
+    except ImportError:  # fall back to a local generator over the op table
+        random_program = _random_program
+    out, seen, tries = [], set(), 0
+    while len(out) < n:
+        tries += 1
+        p = random_program(rng, n_statements)
+        if len(prepare(p)) > max(BUCKETS) or not dsl.check(p):
+            continue
+        fp = dsl.fingerprint(p)
+        if fp not in seen:
+            seen.add(fp)
+            out.append(p)
+    return out
+
+
+def _random_program(rng, n_statements: int) -> dsl.Program:
+    names = list(dsl.OP_NAMES)
+    while True:
+        slots, stmts = ["w", "g", "m", "v", "lr"], []
+        for i in range(n_statements):
+            op = dsl.OPS[names[rng.integers(len(names))]]
+            args = tuple(float(rng.normal()) if rng.random() < 0.25 else slots[rng.integers(len(slots))]
+                         for _ in range(op.arity))
+            out = "update" if i == n_statements - 1 else ["update", "m", "v", "t0", "t1"][rng.integers(5)]
+            stmts.append(dsl.Statement(out, op.name, args))
+            if out not in slots:
+                slots.append(out)
+        try:
+            return dsl.Program(tuple(stmts))
+        except dsl.ProgramError:
+            continue
+
+
+# A 20-statement program in which every statement is live (the worst case for the interpreter).
+DENSE20 = """def train(w, g, m, v, lr):
+    g2 = square(g)
+    m = interp(g, m, 0.9)
+    v = interp(g2, v, 0.999)
+    s = sqrt(v)
+    s = s + 1e-08
+    u = m / s
+    c = clip(u, -5.0, 5.0)
+    t = tanh(c)
+    a = abs(g)
+    a = a * 0.001
+    t = t + a
+    r = rms(t)
+    r = maximum(r, 1.0)
+    t = t / r
+    wd = w * 0.01
+    update = t + wd
+    k = sign(m)
+    k = k * 0.0001
+    update = update + k
+    update = update * 0.003
+    return update, m, v
+"""
+
+
+def handwritten_adamw(task, lr: float = 3e-3):
+    """The same training task as a plain hand-written optax loop (no interpreter, no checks)."""
+    tx = optax.adamw(lambda c: lr * task.schedule(c), weight_decay=1e-4)
+
+    @jax.jit
+    def run(seed, data):
+        k_init, k_data = jax.random.split(jax.random.PRNGKey(seed))
+        params = task.init(k_init)
+
+        def step(carry, t):
+            params, state = carry
+            xb, yb = task.batch_of(data, jax.random.fold_in(k_data, t))
+            grads = jax.grad(task.loss)(params, xb, yb)
+            upd, state = tx.update(grads, state, params)
+            return (optax.apply_updates(params, upd), state), None
+
+        (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), jnp.arange(task.steps))
+        return task.metrics(params, data["val_x"], data["val_y"])
+
+    return run
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", default="digits_mlp")
+    ap.add_argument("--programs", type=int, default=200, help="programs for the compile-once engine")
+    ap.add_argument("--jit-programs", type=int, default=8, help="programs for per-program jax.jit")
+    ap.add_argument("--statements", type=int, default=20, help="statements per random program")
+    ap.add_argument("--optax-runs", type=int, default=20, help="runs of the hand-written optax loop")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE", help="task size knobs")
+    args = ap.parse_args(argv)
+    size = {}
+    for kv in args.set:
+        k, _, v = kv.partition("=")
+        size[k] = float(v) if "." in v or "e" in v else int(v)
+    task = proxy_tasks.get_task(args.task, **size)
+    data = task.data()
+    print(f"# {task!r} on {jax.devices()[0].platform}, jax {jax.__version__}")
+
+    t = time.perf_counter()
+    progs = random_programs(args.programs, args.statements, args.seed)
+    live = [len(prepare(p)) for p in progs]
+    print(f"# {len(progs)} distinct valid random programs of {args.statements} statements "
+          f"({time.perf_counter() - t:.1f} s to generate); live statements: mean {np.mean(live):.1f}, "
+          f"median {np.median(live):.0f}, max {max(live)}")
+
+    # 1. the hand-written optax loop: compile once, then time the training runs
+    hw = handwritten_adamw(task)
+    t = time.perf_counter()
+    jax.block_until_ready(hw(0, data))
+    hw_compile = time.perf_counter() - t
+    hw_times = []
+    for s in tqdm(range(args.optax_runs), desc="hand-written optax adamw", leave=False):
+        t = time.perf_counter()
+        jax.block_until_ready(hw(s + 1, data))
+        hw_times.append(time.perf_counter() - t)
+    hw_run = statistics.median(hw_times)
+
+    # 2. the compile-once engine, compile included (a fresh Evaluator)
+    ev = proxy_tasks.Evaluator(task)
+    t0 = time.perf_counter()
+    per, statuses = [], {}
+    for p in tqdm(progs, desc="compile-once engine", leave=False):
+        f = ev.evaluate(p)
+        per.append((len(prepare(p)), f.seconds))
+        statuses[f.status] = statuses.get(f.status, 0) + 1
+    engine_total = time.perf_counter() - t0
+    compiles = len(ev._compiled)
+    steady = [s for _, s in per]
+    steady_sorted = sorted(steady)
+    engine_run = statistics.median(steady_sorted[: len(steady) - compiles])  # excluding compiling calls
+
+    # the worst case: 20 live statements (timed after its bucket is compiled)
+    dense = dsl.parse(DENSE20)
+    ev.evaluate(dense)
+    dense_times = [ev.evaluate(dense, seeds=(s,)).seconds for s in range(10)]
+    dense_run = statistics.median(dense_times)
+
+    # 3. per-program jax.jit of the whole training loop (compile included: what a naive search pays)
+    jit_times = []
+    for p in tqdm(progs[: args.jit_programs], desc="per-program jax.jit", leave=False):
+        jit_times.append(ev.evaluate_direct(p).seconds)
+    jit_total = sum(jit_times)
+
+    eng_cps = len(progs) / engine_total
+    jit_cps = len(jit_times) / jit_total
+    print()
+    print("| engine | candidates | total s | candidates/s | per candidate s |")
+    print("|---|---|---|---|---|")
+    print(f"| compile-once interpreter (incl. {compiles} compiles) | {len(progs)} | {engine_total:.2f} | "
+          f"{eng_cps:.2f} | {engine_total / len(progs):.4f} |")
+    print(f"| compile-once interpreter, steady state (median) | {len(progs)} | - | {1 / engine_run:.2f} | {engine_run:.4f} |")
+    print(f"| per-program jax.jit (incl. compile) | {len(jit_times)} | {jit_total:.2f} | {jit_cps:.3f} | "
+          f"{jit_total / len(jit_times):.3f} |")
+    print(f"| hand-written optax AdamW loop (compiled once, {hw_compile:.1f} s) | {len(hw_times)} | "
+          f"{sum(hw_times):.2f} | {1 / hw_run:.2f} | {hw_run:.4f} |")
+    print(f"| interpreter, 20 live statements (median) | {len(dense_times)} | - | {1 / dense_run:.2f} | {dense_run:.4f} |")
+    print()
+    print(f"statuses of the random programs: {statuses}")
+    by_len = {}
+    for n, s in per:
+        by_len.setdefault(min(n, 20) // 5 * 5, []).append(s)
+    print("per-candidate seconds by live length: " + ", ".join(
+        f"{k}-{k + 4}: {statistics.median(v):.4f} (n={len(v)})" for k, v in sorted(by_len.items())))
+    print()
+    print(f"ratio compile-once / per-program jit (candidates/s, compile included): {eng_cps / jit_cps:.1f}x")
+    print(f"ratio compile-once steady state / per-program jit: {(1 / engine_run) / jit_cps:.1f}x")
+    print(f"per-candidate cost vs hand-written optax loop: random {args.statements}-statement programs "
+          f"{engine_run / hw_run:.2f}x (median), 20 live statements {dense_run / hw_run:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
