@@ -3,20 +3,33 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import dsl
 
 
-def _program(ref: str) -> dsl.Program:
-    """A program from a built-in name or an `.opt` path (errors exit with the reason)."""
+def is_run_dir(ref: str) -> bool:
+    return (Path(ref) / "history.jsonl").is_file()
+
+
+def load_program(ref: str) -> dsl.Program:
+    """A program from a built-in name, an `.opt` path, or a run directory (its best program);
+    errors exit with the reason."""
     try:
+        if is_run_dir(ref):
+            from .evolution import best_distinct
+            from .rundir import read_history
+            best = best_distinct(read_history(ref), 1)
+            if not best:
+                raise SystemExit(f"lionsearch: {ref}: the run has no successful evaluation yet")
+            return dsl.parse(best[0]["program"], name=f"{ref} (id {best[0]['id']})")
         return dsl.load(ref)
     except dsl.ProgramError as e:
         raise SystemExit(f"lionsearch: {e}") from None
 
 
 def cmd_show(args) -> int:
-    p = _program(args.program)
+    p = load_program(args.program)
     print(dsl.to_text(p if not args.strip else dsl.strip_dead_code(p)), end="")
     verdict = dsl.check(p)
     print(f"# statements: {len(p)} ({len(dsl.strip_dead_code(p))} live)")
@@ -75,11 +88,70 @@ def print_summary(summary: dict) -> None:
         print(dsl.to_text(dsl.strip_dead_code(dsl.parse(b["program"]))), end="")
 
 
+def cmd_simplify(args) -> int:
+    from simplify import simplify_steps
+    p = load_program(args.program)
+    size = dict(args.set or [])
+    print(f"# simplifying {p.name or args.program}" + (f" on {args.task} {size}" if args.task else " (exact steps only)"))
+
+    def show(step):
+        loss = "" if step.loss is None else f"  [loss {step.loss:.4f}]"
+        print(f"- {step.what}: {len(step.program)} statements{loss}", flush=True)
+
+    try:
+        steps = simplify_steps(p, task=args.task, tolerance=args.tolerance, seeds=tuple(args.seeds),
+                               size=size, log=show)
+    except ValueError as e:
+        raise SystemExit(f"lionsearch simplify: {e}") from None
+    final = steps[-1].program
+    text = dsl.to_text(final)
+    print(text, end="")
+    lion = dsl.load("lion")
+    print(f"# equivalent to lion: {dsl.equivalent(final, lion)}")
+    out = args.out or (Path(args.program) / "simplified.opt" if is_run_dir(args.program) else None)
+    if out:
+        Path(out).write_text(text)
+        print(f"# written to {out}")
+    return 0
+
+
+def cmd_select(args) -> int:
+    import dataclasses
+
+    from selection.funnel import load_funnel, run_funnel, table
+    from .config import ConfigError
+    if not is_run_dir(args.run):
+        raise SystemExit(f"lionsearch select: {args.run}: not a run directory (no history.jsonl)")
+    try:
+        cfg = load_funnel(args.config)
+    except ConfigError as e:
+        raise SystemExit(f"lionsearch select: {e}") from None
+    ray_cfg = cfg.ray
+    if args.address is not None:
+        ray_cfg = dataclasses.replace(ray_cfg, address=args.address)
+    if args.workers is not None:
+        ray_cfg = dataclasses.replace(ray_cfg, workers=args.workers)
+    cfg = dataclasses.replace(cfg, ray=ray_cfg, top_k=args.top or cfg.top_k)
+    report = run_funnel(args.run, cfg, progress=not args.no_progress)
+    print(table(report), end="")
+    print(f"survivors: {', '.join(map(str, report['survivors'])) or 'none'}; "
+          f"written to {Path(args.run) / 'selection.json'} and selection.md")
+    return 0
+
+
+def _knob(text: str):
+    import yaml
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KNOB=VALUE, got {text!r}")
+    return key, yaml.safe_load(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="lionsearch", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
     sp = sub.add_parser("show", help="print a program (built-in name or .opt file) with its analysis")
-    sp.add_argument("program", help=f"a built-in ({', '.join(dsl.builtin_names())}) or a path to an .opt file")
+    sp.add_argument("program", help=f"a built-in ({', '.join(dsl.builtin_names())}), an .opt file, or a run directory")
     sp.add_argument("--strip", action="store_true", help="print it without dead code")
     sp.set_defaults(func=cmd_show)
     sp = sub.add_parser("search", help="run (or resume) a regularized-evolution search from a YAML config")
@@ -92,6 +164,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--evaluations", type=int, help="override the budget of evaluations")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
     sp.set_defaults(func=cmd_search)
+    sp = sub.add_parser("select", help="funnel selection: re-evaluate a run's best on larger tasks")
+    sp.add_argument("run", help="a run directory")
+    sp.add_argument("--config", default="configs/funnel.yaml", help="funnel YAML config")
+    sp.add_argument("--top", type=int, help="override top_k")
+    sp.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
+    sp.add_argument("--workers", type=int, help="evaluator workers")
+    sp.add_argument("--no-progress", action="store_true")
+    sp.set_defaults(func=cmd_select)
+    sp = sub.add_parser("simplify", help="simplify a program (or a run's best) to its essence")
+    sp.add_argument("program", help="a built-in, an .opt file, or a run directory (its best program)")
+    sp.add_argument("--task", help="check task for ablation (without one, only exact steps are taken)")
+    sp.add_argument("--set", type=_knob, action="append", metavar="KNOB=VALUE", help="task size knob, repeatable")
+    sp.add_argument("--tolerance", type=float, default=0.01, help="relative loss increase allowed (default 0.01)")
+    sp.add_argument("--seeds", type=int, nargs="+", default=[0])
+    sp.add_argument("--out", help="write the result here (default for a run: RUN/simplified.opt)")
+    sp.set_defaults(func=cmd_simplify)
     sp = sub.add_parser("ops", help="list the op table")
     sp.set_defaults(func=cmd_ops)
     return ap

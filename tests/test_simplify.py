@@ -147,3 +147,14 @@ def test_canonical_names():
     q = canonical(p)
     assert q.statements[0].out == "t1" and q.statements[1].args == ("t1",)
     assert dsl.equivalent(p, q)
+
+
+def test_cli_simplify_prints_steps_and_writes_the_result(tmp_path, capsys):
+    from search.cli import main
+    src = tmp_path / "bloated.opt"
+    src.write_text(dsl.to_text(prog(BLOATED["double negation, sign of sign, abs that keeps the sign"])))
+    out = tmp_path / "simple.opt"
+    assert main(["simplify", str(src), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "- input: 12 statements" in text and "# equivalent to lion: True" in text
+    assert dsl.equivalent(dsl.load(out), LION) and len(dsl.load(out)) == 6
