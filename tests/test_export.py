@@ -1,0 +1,150 @@
+"""Export to stand-alone optimizer source: the optax code is exec'd here (generated code, in tests
+only) and must match `dsl.as_optax` step for step; the PyTorch code (torch is not installed) must
+at least be valid Python with the optimizer class."""
+import ast
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import dsl
+from dsl import Program, Statement
+from dsl.export import ExportError, export
+
+STEPS = 20
+
+
+def _tree(seed=0):
+    k = jax.random.split(jax.random.PRNGKey(seed), 3)
+    return {"dense": jax.random.normal(k[0], (4, 3)), "rest": [jax.random.normal(k[1], (5,)),
+                                                             jax.random.normal(k[2], ())]}
+
+
+def _train(opt, steps=STEPS):
+    params = _tree()
+    state = opt.init(params)
+    for i in range(steps):
+        grads = jax.tree.map(lambda x: jnp.sin(3.0 * x + i) + 0.1 * x, params)
+        updates, state = opt.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+    return params, state
+
+
+def _load(source: str) -> dict:
+    """Run generated source in a fresh namespace (the one place exec is used: generated code)."""
+    ns = {"__name__": "exported_optimizer"}
+    exec(compile(source, "<exported>", "exec"), ns)
+    return ns
+
+
+def _assert_same(a, b, rtol=1e-6):
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(la) == len(lb)
+    for x, y in zip(la, lb):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["lion", "adamw", "adamw_warmstart"])
+def test_exported_optax_matches_as_optax(name):
+    p = dsl.load(name)
+    ns = _load(export(p, "optax"))
+    ours, ours_state = _train(ns["make_optimizer"](3e-3))
+    ref, ref_state = _train(dsl.as_optax(p, 3e-3))
+    _assert_same(ours, ref)
+    assert ours_state.m is None if ref_state.m is None else True
+    _assert_same((ours_state.m, ours_state.v), (ref_state.m, ref_state.v))
+    assert int(ours_state.count) == STEPS
+
+
+def test_hyper_parameters_and_schedules():
+    ns = _load(export(dsl.load("lion"), "optax"))
+    sched = optax.warmup_cosine_decay_schedule(0.0, 1e-2, 5, STEPS)
+    ours, _ = _train(ns["make_optimizer"](sched, b1=0.95, wd=0.1))
+    ref, _ = _train(dsl.as_optax(dsl.load("lion", b1=0.95, wd=0.1), sched))
+    _assert_same(ours, ref)
+    ref_optax, _ = _train(optax.lion(sched, b1=0.95, weight_decay=0.1))  # and the public reference
+    _assert_same(ours, ref_optax, rtol=1e-5)
+
+
+def _program(op: str, args) -> Program:
+    return Program((Statement("m", "interp", ("g", "m", 0.5)), Statement("t", op, tuple(args)),
+                    Statement("u", "mul", ("t", "lr")), Statement("update", "add", ("u", "m"))))
+
+
+def _arg_sets(op):
+    """Tensors (g, m with zeros, w), scalars (lr, constants), out-of-domain values."""
+    a = dsl.OPS[op].arity
+    return [("g", "m", "w")[:a], ("lr", -0.5, 2.0)[:a], (-1.5, "g", "m")[:a], ("m", "g", 0.0)[:a]]
+
+
+@pytest.mark.parametrize("op", list(dsl.OPS))
+def test_every_op_has_the_op_tables_semantics(op):
+    """The per-tensor step of the export equals the DSL's on tensors with values inside and outside
+    each op's domain (negatives, zeros, |x| > 1) and on scalar arguments."""
+    rng = np.random.default_rng(0)
+    w = jnp.asarray(rng.normal(size=(4, 5)), jnp.float32)
+    g = jnp.asarray(2.0 * rng.normal(size=(4, 5)), jnp.float32)
+    m = jnp.asarray(np.where(rng.random((4, 5)) < 0.3, 0.0, rng.normal(size=(4, 5))), jnp.float32)
+    v = jnp.zeros((4, 5), jnp.float32)
+    for args in _arg_sets(op):
+        p = _program(op, args)
+        train = _load(export(p, "optax"))["_train"]
+        ours = train(w, g, m, v, 0.3)
+        ref = dsl.tree_update(dsl.strip_dead_code(p), w, g, m, v, 0.3, 1.0)  # as as_optax runs it
+        for x, y in zip(ours, ref):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=0, equal_nan=True,
+                                       err_msg=f"{op}{args}")
+
+
+def test_one_line_per_live_statement_and_no_lionsearch_import():
+    p = dsl.load("adamw_warmstart")
+    noisy = p.replace(list(p.statements) + [Statement("junk", "exp", ("g",))])  # dead code
+    src = export(noisy, "optax")
+    tree = ast.parse(src)
+    imports = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imports |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert imports == {"jax", "jax.numpy", "optax", "typing"}
+    train = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_train")
+    assigns = [n for n in train.body if isinstance(n, ast.Assign)]
+    assert len(assigns) == len(dsl.strip_dead_code(noisy)) == len(p)
+    assert "junk" not in src.split('"""', 2)[2]
+
+
+def test_names_that_clash_with_the_generated_code_are_renamed():
+    """Slots named like Python keywords or the code's own names, a hyper-parameter named like a
+    local, and a program that reassigns `w` to a scalar."""
+    p = Program((Statement("jnp", "mul", ("g", "init")), Statement("lambda", "sqrt", ("jnp",)),
+                 Statement("w", "mul", ("lr", 2.0)), Statement("_x", "norm", ("w",)),
+                 Statement("update", "add", ("lambda", "_x")), Statement("update", "mul", ("update", "w"))),
+                params=(("init", 0.7),))
+    ns = _load(export(p, "optax"))
+    ours, _ = _train(ns["make_optimizer"](1e-2, init_=0.5))
+    ref, _ = _train(dsl.as_optax(p.bind(init=0.5), 1e-2))
+    _assert_same(ours, ref)
+
+
+@pytest.mark.parametrize("name", dsl.builtin_names())
+def test_pytorch_export_is_valid_python_with_the_optimizer_class(name):
+    src = export(dsl.load(name), "pytorch")
+    tree = ast.parse(src)
+    classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
+    assert len(classes) == 1
+    assert ast.unparse(classes[0].bases[0]) == "torch.optim.Optimizer"
+    assert {n.name for n in classes[0].body if isinstance(n, ast.FunctionDef)} == {"__init__", "step"}
+    imports = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert imports == {"torch"} and not any(isinstance(n, ast.ImportFrom) for n in ast.walk(tree))
+    if name == "lion":
+        assert classes[0].name == "Lion" and "torch.sign(c)" in src
+
+
+def test_pytorch_export_of_every_op_parses():
+    for op in dsl.OPS:
+        for args in _arg_sets(op):
+            ast.parse(export(_program(op, args), "pytorch", name="Probe"))
+
+
+def test_unknown_target_is_an_error():
+    with pytest.raises(ExportError, match="optax, pytorch"):
+        export(dsl.load("lion"), "tensorflow")
