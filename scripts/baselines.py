@@ -22,9 +22,9 @@ import proxy_tasks
 
 OPTIMIZERS = {
     # name: (factory of a GradientTransformation from an lr schedule, lr grid)
-    "AdamW": (lambda s: optax.adamw(s, weight_decay=1e-4), (3e-4, 1e-3, 3e-3, 1e-2)),
-    "Lion": (lambda s: optax.lion(s, b1=0.9, b2=0.99, weight_decay=1e-3), (3e-5, 1e-4, 3e-4, 1e-3)),
-    "SGD-momentum": (lambda s: optax.sgd(s, momentum=0.9), (1e-2, 3e-2, 1e-1, 3e-1)),
+    "AdamW": (lambda s: optax.adamw(s, weight_decay=1e-4), (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)),
+    "Lion": (lambda s: optax.lion(s, b1=0.9, b2=0.99, weight_decay=1e-3), (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)),
+    "SGD-momentum": (lambda s: optax.sgd(s, momentum=0.9), (1e-2, 3e-2, 1e-1, 3e-1, 1.0)),
 }
 
 
