@@ -1,0 +1,247 @@
+"""Inspect a run directory: the best distinct programs and the run's counters, the lineage of a
+program (its chain of mutations from the warm start), and plots of the search's progress.
+
+Everything here reads the history (`history.jsonl`) and never writes into the run directory, except
+`plot_run`, which by default saves its PNGs there. Functions return data and paths; printing is
+the CLI's job (`search/cli_inspect.py`).
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import yaml
+
+import dsl
+
+from .evolution import Stats, _loss
+from .rundir import HISTORY, read_history
+
+GRAPH_FORMATS = {".graphml": nx.write_graphml, ".gexf": nx.write_gexf}
+
+
+class InspectError(ValueError):
+    """A run directory or a reference into it that cannot be used (the message says why)."""
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """Whether `path` is a run directory (it has a history, or at least the resolved config)."""
+    p = Path(path)
+    return p.is_dir() and ((p / HISTORY).is_file() or (p / "config.yaml").is_file())
+
+
+def records(run: str | Path | list[dict]) -> list[dict]:
+    """The history of a run directory (read only: a torn last line is skipped, not repaired);
+    a list of records passes through."""
+    if isinstance(run, list):
+        return run
+    if not is_run_dir(run):
+        raise InspectError(f"{run}: not a run directory (no {HISTORY} or config.yaml)")
+    return read_history(run)
+
+
+def counters(recs: list[dict]) -> dict:
+    """The run's counters, recomputed from its history the way the search counts them."""
+    st = Stats()
+    for r in recs:  # as Evolution._admit counts (rejected children are folded into the next record)
+        st.sources[r["source"]] += 1
+        if r["source"] not in ("warm_start", "restart"):
+            st.proposed += 1 + r.get("rejected", 0)
+            st.rejected += r.get("rejected", 0)
+    trained = [r for r in recs if r["source"] in ("trained", "warm_start")]
+    return {"evaluations": len(recs), **st.as_dict(),
+            "failures": sum(1 for r in recs if not math.isfinite(_loss(r))),
+            "distinct_programs": len({r.get("fingerprint") for r in recs}),
+            "training_seconds": round(sum(r.get("seconds") or 0.0 for r in trained), 3)}
+
+
+def best_distinct(recs: list[dict], top: int = 5) -> list[dict]:
+    """The `top` best records with distinct fingerprints (lowest validation loss, then earliest),
+    failures left out."""
+    seen, best = set(), []
+    for r in sorted(recs, key=lambda r: (_loss(r), r["id"])):
+        if len(best) == top or not math.isfinite(_loss(r)):
+            break
+        if r["fingerprint"] not in seen:
+            seen.add(r["fingerprint"])
+            best.append(r)
+    return best
+
+
+def _program_info(r: dict, uses: Counter | None = None) -> dict:
+    p = dsl.parse(r["program"])
+    live = dsl.strip_dead_code(p)
+    info = {k: r.get(k) for k in ("id", "fitness", "accuracy", "status", "fingerprint", "source", "parent")}
+    info.update(statements=len(p), live_statements=len(live), program=r["program"], live=dsl.to_text(live))
+    if uses is not None:
+        info["evaluations"] = uses[r["fingerprint"]]
+    return info
+
+
+def show_run(run_dir: str | Path, top: int = 5) -> dict:
+    """What a run found: its counters, the warm start's fitness, and the `top` best functionally
+    distinct programs, each with its dead-code-stripped text (`live`)."""
+    recs = records(run_dir)
+    cfg_file = Path(run_dir) / "config.yaml"
+    cfg = yaml.safe_load(cfg_file.read_text()) if cfg_file.is_file() else {}
+    uses = Counter(r.get("fingerprint") for r in recs)
+    warm = next((r for r in recs if r["source"] == "warm_start"), None)
+    return {"run_dir": str(run_dir), "task": (cfg.get("task") or {}).get("name"), "counters": counters(recs),
+            "warm_start": None if warm is None else _program_info(warm, uses),
+            "best": [_program_info(r, uses) for r in best_distinct(recs, top)]}
+
+
+# ---- lineage -------------------------------------------------------------------------------------
+
+_NODE_KEYS = ("fitness", "accuracy", "status", "source", "fingerprint", "mutation", "rejected", "worker",
+              "seconds", "time", "program")
+
+
+def lineage_graph(run: str | Path | list[dict]) -> nx.DiGraph:
+    """The history as a graph: a node per record (keyed by id, with its fields as attributes; a
+    missing or null field is left out), an edge parent -> child carrying the mutation text."""
+    g, recs = nx.DiGraph(), records(run)
+    for r in recs:
+        g.add_node(r["id"], **{k: r[k] for k in _NODE_KEYS if r.get(k) is not None})
+    for r in recs:
+        if r.get("parent") is not None:
+            if r["parent"] not in g:
+                raise InspectError(f"record {r['id']} names parent {r['parent']}, which is not in the history")
+            g.add_edge(r["parent"], r["id"], mutation=r.get("mutation") or "")
+    return g
+
+
+def find(run: str | Path | list[dict], ref: str | int | None = None) -> dict:
+    """The record `ref` names: an id, a fingerprint or a unique prefix of one (its earliest
+    record: where the search found it), or None for the best record."""
+    recs = records(run)
+    if not recs:
+        raise InspectError("the run has no evaluations yet")
+    if ref is None:
+        return min(recs, key=lambda r: (_loss(r), r["id"]))
+    ref = str(ref).strip()
+    if ref.isdigit() and len(ref) < 16:
+        by_id = {r["id"]: r for r in recs}
+        if int(ref) not in by_id:
+            raise InspectError(f"no evaluation with id {ref} (ids run from 0 to {len(recs) - 1})")
+        return by_id[int(ref)]
+    fps = sorted({r["fingerprint"] for r in recs if r.get("fingerprint") and r["fingerprint"].startswith(ref.lower())})
+    if not fps or len(ref) < 4:
+        raise InspectError(f"{ref!r} is neither an evaluation id nor a fingerprint in this run"
+                           + (" (give at least 4 characters of a fingerprint)" if fps else ""))
+    if len(fps) > 1:
+        raise InspectError(f"fingerprint prefix {ref!r} is ambiguous: {', '.join(fps[:5])}"
+                           + (", ..." if len(fps) > 5 else ""))
+    return min((r for r in recs if r["fingerprint"] == fps[0]), key=lambda r: r["id"])
+
+
+def lineage(run: str | Path | list[dict], ref: str | int | None = None,
+            graph: nx.DiGraph | None = None) -> list[dict]:
+    """The ancestry of a program (default: the best) as its records from the root (the warm start)
+    to it: each step's `parent` is the step before."""
+    recs = records(run)
+    target = find(recs, ref)
+    g = graph if graph is not None else lineage_graph(recs)
+    by_id = {r["id"]: r for r in recs}
+    chain, node = [], target["id"]
+    while True:
+        chain.append(by_id[node])
+        parents = list(g.predecessors(node))
+        if not parents:
+            break
+        node = parents[0]
+        if len(chain) > len(recs):
+            raise InspectError(f"the history's parent links form a cycle through id {node}")
+    return chain[::-1]
+
+
+def write_graph(g: nx.DiGraph, path: str | Path) -> Path:
+    """Write `g` as GraphML (`.graphml`) or GEXF (`.gexf`), chosen by the file's suffix."""
+    path = Path(path)
+    writer = GRAPH_FORMATS.get(path.suffix.lower())
+    if writer is None:
+        raise InspectError(f"{path}: unknown graph format {path.suffix or '(no suffix)'!r}; "
+                           f"use one of {', '.join(GRAPH_FORMATS)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer(g, path)
+    return path
+
+
+# ---- plots -----------------------------------------------------------------------------------------
+
+def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
+    """PNGs of the search (saved under `out`, default the run directory): the best fitness so far
+    over evaluations with every evaluation as a faint point, and the distribution of the finite
+    validation losses. Returns the files' paths."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    recs = records(run_dir)
+    if not recs:
+        raise InspectError(f"{run_dir}: the run has no evaluations yet; nothing to plot")
+    out = Path(out) if out is not None else Path(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ids = np.array([r["id"] for r in recs])
+    loss = np.array([_loss(r) for r in recs])
+    ok = np.isfinite(loss)
+    best = np.minimum.accumulate(loss)
+    name = Path(run_dir).resolve().name
+    paths = []
+
+    fig = Figure(figsize=(8, 4.5), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    if ok.any():
+        lo = loss[ok].min()
+        first = loss[ok][0]  # the warm start's, usually
+        ref = max(first, float(np.median(loss[ok])))
+        hi = ref + max(ref - lo, 0.05 * abs(ref) + 1e-12) * 0.5  # outliers far above would flatten it
+        shown = ok & (loss <= hi)
+        ax.scatter(ids[shown], loss[shown], s=6, alpha=0.25, color="tab:blue", label="evaluations")
+        above = ok & (loss > hi)
+        if above.any():
+            ax.scatter(ids[above], np.full(above.sum(), hi), s=10, marker="^", alpha=0.4, color="tab:orange",
+                       label=f"{above.sum()} above the range shown")
+        ax.step(ids, np.where(np.isfinite(best), best, np.nan), where="post", color="tab:red", lw=1.8,
+                label="best so far")
+        ax.axhline(first, color="gray", ls="--", lw=0.8, label=f"first result ({first:.4g})")
+        ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.02 * (hi - lo))
+    restarts = [r["id"] for r in recs if r["source"] == "restart"]
+    for k, x in enumerate(restarts):
+        ax.axvline(x, color="green", lw=0.6, alpha=0.5, label="restart" if k == 0 else None)
+    fails = int((~ok).sum())
+    ax.set_title(f"{name}: best validation loss over {len(recs)} evaluations"
+                 + (f" ({fails} failures not shown)" if fails else ""), fontsize=10)
+    ax.set_xlabel("evaluation")
+    ax.set_ylabel("validation loss (lower is better)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center right")
+    fig.tight_layout()
+    paths.append(out / "fitness_progress.png")
+    fig.savefig(paths[-1])
+
+    fig = Figure(figsize=(7, 4.5), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    finite = loss[ok]
+    if finite.size:
+        if finite.min() > 0 and finite.max() / finite.min() > 100:  # outliers: bins even in log space
+            bins = np.geomspace(finite.min(), finite.max(), 40)
+            ax.set_xscale("log")
+        else:
+            bins = 30
+        ax.hist(finite, bins=bins, color="tab:blue", alpha=0.8)
+        ax.axvline(finite.min(), color="tab:red", lw=1, label=f"best ({finite.min():.4g})")
+        ax.legend(fontsize=8)
+    ax.set_title(f"{name}: {finite.size} finite validation losses" + (f", {fails} failures" if fails else ""),
+                 fontsize=10)
+    ax.set_xlabel("validation loss")
+    ax.set_ylabel("evaluations")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    paths.append(out / "fitness_histogram.png")
+    fig.savefig(paths[-1])
+    return paths
