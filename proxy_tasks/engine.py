@@ -255,6 +255,13 @@ def optax_run(task: Task, make_tx: Callable) -> Callable:
 
 # ---- evaluators --------------------------------------------------------------------------------
 
+def _seeds(seeds) -> tuple[int, ...]:
+    seeds = (seeds,) if isinstance(seeds, (int, np.integer)) else tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ValueError("evaluate needs at least one seed")
+    return seeds
+
+
 def _fitness(results, t0: float) -> Fitness:
     losses, accs, status = [], [], "ok"
     for vl, va, code in results:
@@ -308,19 +315,19 @@ class Evaluator:
         t0 = time.perf_counter()
         enc = encode(p, self.buckets)
         fn, arrays, data = self.compiled(enc.bucket), enc.arrays(), self.data
-        return _fitness([fn(arrays, int(s), data) for s in seeds], t0)
+        return _fitness([fn(arrays, s, data) for s in _seeds(seeds)], t0)
 
     def evaluate_direct(self, p: Program, seeds: Sequence[int] = (0,)) -> Fitness:
         """The same training with `p` compiled directly (jax.jit per program): the reference."""
         t0 = time.perf_counter()
         fn, data = direct(self.task, p), self.data
-        return _fitness([fn(None, int(s), data) for s in seeds], t0)
+        return _fitness([fn(None, s, data) for s in _seeds(seeds)], t0)
 
     def evaluate_direct_many(self, programs: Sequence[Program], seeds: Sequence[int] = (0,)) -> list[Fitness]:
         """`evaluate_direct` for several programs with one compile (seconds: the total, shared)."""
         t0 = time.perf_counter()
         fn, data = direct_many(self.task, list(programs)), self.data
-        per_seed = [fn(int(s), data) for s in seeds]
+        per_seed = [fn(s, data) for s in _seeds(seeds)]
         return [_fitness([r[i] for r in per_seed], t0) for i in range(len(programs))]
 
     def optax_fn(self, make_tx: Callable) -> Callable:
@@ -335,7 +342,7 @@ class Evaluator:
         One compile per `make_tx` object serves every lr."""
         t0 = time.perf_counter()
         fn, data = self.optax_fn(make_tx), self.data
-        return _fitness([fn(jnp.float32(lr), int(s), data) for s in seeds], t0)
+        return _fitness([fn(jnp.float32(lr), s, data) for s in _seeds(seeds)], t0)
 
 
 _EVALUATORS: dict[tuple, Evaluator] = {}
