@@ -52,10 +52,10 @@ def show_run_dir(path: str | Path, top: int = 5) -> int:
     if not c["evaluations"]:
         print("no evaluations yet")
         return 0
-    print(f"{c['evaluations']} evaluations; {c['trained']} trained; of {c['proposed']} children proposed, "
-          f"{c['saved_rate']:.1%} spared training (rejected {c['rejected_rate']:.1%}, cache {c['cache_rate']:.1%}, "
-          f"dead-code-only {c['dead_code_rate']:.1%}); {c['restarts']} restarts; {c['failures']} failures; "
-          f"{c['distinct_programs']} distinct programs")
+    print(f"{c['evaluations']} evaluations ({c['trained']} trained, {c['restarts']} restarts, {c['failures']} failures, "
+          f"{c['distinct_programs']} distinct programs, {c['training_seconds']:.0f} s of training)")
+    print(f"of {c['proposed']} children proposed, {c['saved_rate']:.1%} spared training: rejected "
+          f"{c['rejected_rate']:.1%}, cache {c['cache_rate']:.1%}, dead-code-only {c['dead_code_rate']:.1%}")
     warm = info["warm_start"]
     base = warm["fitness"] if warm else None
     if warm:

@@ -17,7 +17,7 @@ import yaml
 
 import dsl
 
-from .evolution import Stats, _loss
+from .evolution import Stats, _loss, best_distinct
 from .rundir import HISTORY, read_history
 
 GRAPH_FORMATS = {".graphml": nx.write_graphml, ".gexf": nx.write_gexf}
@@ -56,19 +56,6 @@ def counters(recs: list[dict]) -> dict:
             "failures": sum(1 for r in recs if not math.isfinite(_loss(r))),
             "distinct_programs": len({r.get("fingerprint") for r in recs}),
             "training_seconds": round(sum(r.get("seconds") or 0.0 for r in trained), 3)}
-
-
-def best_distinct(recs: list[dict], top: int = 5) -> list[dict]:
-    """The `top` best records with distinct fingerprints (lowest validation loss, then earliest),
-    failures left out."""
-    seen, best = set(), []
-    for r in sorted(recs, key=lambda r: (_loss(r), r["id"])):
-        if len(best) == top or not math.isfinite(_loss(r)):
-            break
-        if r["fingerprint"] not in seen:
-            seen.add(r["fingerprint"])
-            best.append(r)
-    return best
 
 
 def _program_info(r: dict, uses: Counter | None = None) -> dict:
@@ -116,12 +103,15 @@ def lineage_graph(run: str | Path | list[dict]) -> nx.DiGraph:
 
 def find(run: str | Path | list[dict], ref: str | int | None = None) -> dict:
     """The record `ref` names: an id, a fingerprint or a unique prefix of one (its earliest
-    record: where the search found it), or None for the best record."""
+    record: where the search found it), or None for the best record (as `best_distinct` ranks)."""
     recs = records(run)
     if not recs:
         raise InspectError("the run has no evaluations yet")
     if ref is None:
-        return min(recs, key=lambda r: (_loss(r), r["id"]))
+        best = best_distinct(recs, 1)
+        if not best:
+            raise InspectError("the run has no successful evaluation yet")
+        return best[0]
     ref = str(ref).strip()
     if ref.isdigit() and len(ref) < 16:
         by_id = {r["id"]: r for r in recs}

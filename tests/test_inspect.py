@@ -102,7 +102,8 @@ def test_show_cli_handles_run_directories_and_programs(run, capsys):
     assert main(["show", str(path), "--top", "2"]) == 0
     out = capsys.readouterr().out
     best = summary["best"]
-    assert f"{EVALUATIONS} evaluations; {summary['stats']['trained']} trained" in out
+    assert f"{EVALUATIONS} evaluations ({summary['stats']['trained']} trained" in out
+    assert f"of {summary['stats']['proposed']} children proposed" in out
     assert f"# 1. id {best[0]['id']}: validation loss {best[0]['fitness']:.4f}" in out
     assert "# 3." not in out
     assert dsl.to_text(dsl.strip_dead_code(dsl.parse(best[0]["program"]))) in out
