@@ -85,7 +85,7 @@ def main():
     ap.add_argument("--candidates", type=int, default=100, help="programs for the pool measurement")
     args = ap.parse_args()
     task = TaskConfig(name=args.task, size=dict(args.set))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     programs = candidates(args.candidates, args.seed)
     pool = [pool_rate(task, w, programs) for w in (1, 2)]
     print(f"pool: {len(programs)} distinct candidates; 1 worker {pool[0]:.2f}/s, 2 workers {pool[1]:.2f}/s, "

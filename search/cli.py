@@ -7,28 +7,23 @@ from pathlib import Path
 
 import dsl
 
-
-def is_run_dir(ref: str) -> bool:
-    return (Path(ref) / "history.jsonl").is_file()
+from .inspect import InspectError, is_run_dir
+from .inspect import load_program as _load_program
 
 
 def load_program(ref: str) -> dsl.Program:
     """A program from a built-in name, an `.opt` path, or a run directory (its best program);
     errors exit with the reason."""
     try:
-        if is_run_dir(ref):
-            from .evolution import best_distinct
-            from .rundir import read_history
-            best = best_distinct(read_history(ref), 1)
-            if not best:
-                raise SystemExit(f"lionsearch: {ref}: the run has no successful evaluation yet")
-            return dsl.parse(best[0]["program"], name=f"{ref} (id {best[0]['id']})")
-        return dsl.load(ref)
-    except dsl.ProgramError as e:
+        return _load_program(ref)
+    except (dsl.ProgramError, InspectError) as e:
         raise SystemExit(f"lionsearch: {e}") from None
 
 
 def cmd_show(args) -> int:
+    if is_run_dir(args.program):
+        from .cli_inspect import show_run_dir
+        return show_run_dir(args.program, args.top)
     p = load_program(args.program)
     print(dsl.to_text(p if not args.strip else dsl.strip_dead_code(p)), end="")
     verdict = dsl.check(p)
@@ -150,9 +145,10 @@ def _knob(text: str):
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="lionsearch", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
-    sp = sub.add_parser("show", help="print a program (built-in name or .opt file) with its analysis")
+    sp = sub.add_parser("show", help="print a program (built-in, .opt file) with its analysis, or a run's best programs")
     sp.add_argument("program", help=f"a built-in ({', '.join(dsl.builtin_names())}), an .opt file, or a run directory")
     sp.add_argument("--strip", action="store_true", help="print it without dead code")
+    sp.add_argument("--top", type=int, default=5, help="for a run directory: how many distinct programs to list")
     sp.set_defaults(func=cmd_show)
     sp = sub.add_parser("search", help="run (or resume) a regularized-evolution search from a YAML config")
     sp.add_argument("config", help="YAML config (see configs/)")
@@ -182,10 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_simplify)
     sp = sub.add_parser("ops", help="list the op table")
     sp.set_defaults(func=cmd_ops)
+    from proxy_tasks.cli import add_eval_parser
+    from . import cli_inspect
+    add_eval_parser(sub)
+    cli_inspect.add_parsers(sub)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `lionsearch show RUN | head` ends quietly
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -72,14 +72,6 @@ def show_run_dir(path: str | Path, top: int = 5) -> int:
     return 0
 
 
-def _show_dispatch(plain):
-    def cmd_show(args) -> int:
-        if inspect.is_run_dir(args.program):
-            return show_run_dir(args.program, args.top)
-        return plain(args)
-    return cmd_show
-
-
 # ---- lineage ---------------------------------------------------------------------------------------
 
 def cmd_lineage(args) -> int:
@@ -122,20 +114,9 @@ def cmd_plot(args) -> int:
 
 # ---- export ----------------------------------------------------------------------------------------
 
-def export_program(ref: str, ident: str | None = None) -> dsl.Program:
-    """A program to export: a built-in name, an .opt path, or a run directory's best program
-    (or the one `ident`, an id or fingerprint, names)."""
-    if inspect.is_run_dir(ref):
-        rec = inspect.find(ref, ident)
-        return dsl.parse(rec["program"])
-    if ident is not None:
-        raise inspect.InspectError(f"--id needs a run directory; {ref} is a program")
-    return dsl.load(ref)
-
-
 def cmd_export(args) -> int:
     try:
-        src = export(export_program(args.program, args.id), args.to, name=args.name)
+        src = export(inspect.load_program(args.program, args.id), args.to, name=args.name)
     except (inspect.InspectError, RunDirError, ExportError, dsl.ProgramError) as e:
         raise _fail("export", e) from None
     if args.output:
@@ -156,17 +137,7 @@ def _positive(text: str) -> int:
 
 
 def add_parsers(subparsers) -> None:
-    """Register `lineage`, `plot` and `export`, and teach an existing `show` run directories
-    (it gains `--top`; a run directory goes to `show_run_dir`, anything else to its own handler)."""
-    show = subparsers.choices.get("show")
-    if show is not None:
-        try:
-            show.add_argument("--top", type=_positive, default=5,
-                              help="for a run directory: how many distinct programs to list (default 5)")
-        except argparse.ArgumentError:
-            pass  # the show parser declares --top itself
-        show.set_defaults(func=_show_dispatch(show.get_default("func")))
-
+    """Register `lineage`, `plot` and `export`."""
     sp = subparsers.add_parser("lineage", help="the mutation chain from the warm start to a program of a run")
     sp.add_argument("run", help="run directory")
     sp.add_argument("program", nargs="?", metavar="ID_OR_FINGERPRINT",

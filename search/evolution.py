@@ -33,6 +33,13 @@ class Stats:
     rejected: int = 0  # malformed or failed abstract execution: never trained
     sources: Counter = field(default_factory=Counter)
 
+    def count(self, rec: dict) -> None:
+        """Count one history record (the children rejected before it are folded into it)."""
+        self.sources[rec["source"]] += 1
+        if rec["source"] not in ("warm_start", "restart"):
+            self.proposed += 1 + rec.get("rejected", 0)
+            self.rejected += rec.get("rejected", 0)
+
     @property
     def saved(self) -> int:
         """Children that needed no training: rejected, answered by the cache, or dead-code-only."""
@@ -80,10 +87,7 @@ class Evolution:
     def _admit(self, rec: dict) -> None:
         self.records.append(rec)
         self.programs[rec["id"]] = dsl.parse(rec["program"])
-        self.stats.sources[rec["source"]] += 1
-        if rec["source"] not in ("warm_start", "restart"):
-            self.stats.proposed += 1 + rec.get("rejected", 0)
-            self.stats.rejected += rec.get("rejected", 0)
+        self.stats.count(rec)
         if rec["source"] == "restart":
             self.population.clear()
         self.population.append(rec)

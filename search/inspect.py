@@ -46,11 +46,8 @@ def records(run: str | Path | list[dict]) -> list[dict]:
 def counters(recs: list[dict]) -> dict:
     """The run's counters, recomputed from its history the way the search counts them."""
     st = Stats()
-    for r in recs:  # as Evolution._admit counts (rejected children are folded into the next record)
-        st.sources[r["source"]] += 1
-        if r["source"] not in ("warm_start", "restart"):
-            st.proposed += 1 + r.get("rejected", 0)
-            st.rejected += r.get("rejected", 0)
+    for r in recs:
+        st.count(r)
     trained = [r for r in recs if r["source"] in ("trained", "warm_start")]
     return {"evaluations": len(recs), **st.as_dict(),
             "failures": sum(1 for r in recs if not math.isfinite(_loss(r))),
@@ -99,6 +96,17 @@ def lineage_graph(run: str | Path | list[dict]) -> nx.DiGraph:
                 raise InspectError(f"record {r['id']} names parent {r['parent']}, which is not in the history")
             g.add_edge(r["parent"], r["id"], mutation=r.get("mutation") or "")
     return g
+
+
+def load_program(ref: str, ident: str | None = None) -> dsl.Program:
+    """A program by reference: a built-in name, an .opt path, or a run directory's best program
+    (or the one `ident`, an id or fingerprint, names)."""
+    if is_run_dir(ref):
+        rec = find(ref, ident)
+        return dsl.parse(rec["program"])
+    if ident is not None:
+        raise InspectError(f"--id needs a run directory; {ref} is a program")
+    return dsl.load(ref)
 
 
 def find(run: str | Path | list[dict], ref: str | int | None = None) -> dict:

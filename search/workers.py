@@ -29,6 +29,9 @@ class Evaluator:
         self.seeds = tuple(seeds)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
+    def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
     def evaluate(self, program) -> dict:
         f = self.evaluator.evaluate(program, seeds=self.seeds)
         return {"fitness": f.loss, "accuracy": f.accuracy, "status": f.status,
@@ -53,7 +56,7 @@ class WorkerPool:
         self.timeout_s, self.max_tries = timeout_s, max_tries
         self.retries = 0  # candidates resubmitted after their worker died
         self.timeouts = 0
-        self._ready: list = []  # started, idle actors
+        self._ready: deque = deque()  # started, idle actors, longest idle first
         self._starting: dict = {}  # readiness ref -> actor not yet started (may wait for a node)
         self._queue: deque[_Job] = deque()  # candidates waiting for an actor
         self._jobs: dict = {}  # result ref -> _Job running on an actor
@@ -64,11 +67,17 @@ class WorkerPool:
         actor = Evaluator.remote(self.task, self.size, self.seeds, self.warm)
         self._starting[actor.__ray_ready__.remote()] = actor
 
-    def wait_ready(self) -> None:
-        """Block until every actor has started (and compiled its task)."""
+    def wait_ready(self) -> list:
+        """Block until every actor has started (and compiled its task); returns the actors."""
         for ref, actor in list(self._starting.items()):
             ray.get(ref)
             self._ready.append(self._starting.pop(ref))
+        return list(self._ready)
+
+    def running(self) -> list[tuple[object, object, float]]:
+        """(key, actor, seconds running) of each candidate being evaluated now."""
+        now = time.monotonic()
+        return [(j.key, j.actor, now - j.started) for j in list(self._jobs.values())]
 
     @property
     def capacity(self) -> int:
@@ -81,7 +90,7 @@ class WorkerPool:
 
     def _dispatch(self) -> None:
         while self._queue and self._ready:
-            job, job.actor, job.started = self._queue.popleft(), self._ready.pop(), time.monotonic()
+            job, job.actor, job.started = self._queue.popleft(), self._ready.popleft(), time.monotonic()
             self._jobs[job.actor.evaluate.remote(job.program)] = job
 
     def wait(self) -> list[tuple[object, dict]]:
@@ -129,9 +138,9 @@ class WorkerPool:
         self._add_actor()
 
     def shutdown(self) -> None:
-        for actor in self._ready + list(self._starting.values()) + [j.actor for j in self._jobs.values()]:
+        for actor in list(self._ready) + list(self._starting.values()) + [j.actor for j in self._jobs.values()]:
             ray.kill(actor, no_restart=True)
-        self._ready, self._starting, self._jobs, self._queue = [], {}, {}, deque()
+        self._ready, self._starting, self._jobs, self._queue = deque(), {}, {}, deque()
 
 
 def _failure(status: str, seconds: float = 0.0) -> dict:

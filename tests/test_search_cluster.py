@@ -1,4 +1,4 @@
-"""A real two-node Ray cluster on one machine: a node removed mid-search loses no candidate."""
+"""A real two-node Ray cluster on one machine: a node removed mid-evaluation loses no candidate."""
 import json
 import threading
 import time
@@ -7,7 +7,8 @@ import ray
 from ray.cluster_utils import Cluster
 
 from search.config import RayConfig, RunConfig, SearchConfig, TaskConfig
-from search.runner import run_search
+from search.evolution import Evolution
+from search.workers import WorkerPool
 
 
 def test_search_survives_losing_a_node(tmp_path):
@@ -15,27 +16,33 @@ def test_search_survives_losing_a_node(tmp_path):
     node = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     try:
-        cfg = RunConfig(
-            task=TaskConfig(name="logreg", size={"steps": 60, "batch": 32, "n_train": 256, "n_val": 128}),
-            search=SearchConfig(population=10, tournament=3, evaluations=40, timeout_s=120.0),
-            ray=RayConfig(address=cluster.address, workers=2))
+        # Trainings of about 0.3 s, so that a removal lands mid-evaluation.
+        task = TaskConfig(name="logreg", size={"steps": 15000, "batch": 32, "n_train": 256, "n_val": 128})
+        cfg = RunConfig(task=task, search=SearchConfig(population=10, tournament=3, evaluations=30),
+                        ray=RayConfig(address=cluster.address, workers=2))
         ray.init(address=cluster.address, log_to_driver=False)
+        pool = WorkerPool(task.name, task.size, task.seeds, workers=2, timeout_s=120)
+        actors = pool.wait_ready()
+        where = dict(zip(map(id, actors), ray.get([a.node_id.remote() for a in actors])))
+        assert sorted(where.values()) == sorted({node.node_id, cluster.head_node.node_id})  # one per node
+        evo = Evolution(cfg, tmp_path / "run", progress=False)
         out = {}
-        thread = threading.Thread(target=lambda: out.update(run_search(cfg, tmp_path / "run", progress=False)))
+        thread = threading.Thread(target=lambda: out.update(evo.run(pool)))
         thread.start()
-        hist = tmp_path / "run" / "history.jsonl"
-        deadline = time.time() + 180
-        while time.time() < deadline and (not hist.exists() or len(hist.read_text().splitlines()) < 12):
-            time.sleep(0.05)
-        cluster.remove_node(node)  # one of the two evaluator actors lived there
+        deadline = time.time() + 120
+        while time.time() < deadline and not any(
+                where[id(actor)] == node.node_id and secs > 0.05 for _, actor, secs in pool.running()):
+            time.sleep(0.01)
+        cluster.remove_node(node)  # its actor is evaluating a candidate right now
         thread.join(timeout=300)
         assert not thread.is_alive()
-        recs = [json.loads(l) for l in hist.read_text().splitlines()]
-        assert [r["id"] for r in recs] == list(range(40))
-        assert out["worker_retries"] >= 1  # the lost candidate ran again on the surviving node
+        recs = [json.loads(l) for l in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+        assert [r["id"] for r in recs] == list(range(30))
+        assert pool.retries >= 1  # the lost candidate ran again, on the surviving node
         trained = [r for r in recs if r["source"] == "trained"]
         assert len({r["fingerprint"] for r in trained}) == len(trained)
         assert not any(r["status"].startswith("worker died") for r in recs)
+        pool.shutdown()
     finally:
         ray.shutdown()
         cluster.shutdown()

@@ -26,7 +26,7 @@ def config(evaluations=40, workers=2, **search):
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -86,7 +86,9 @@ def test_restart_from_best_after_a_plateau(local_ray, tmp_path):
 
 
 def test_a_candidate_past_the_time_limit_is_a_failure(local_ray, tmp_path):
-    summary = run_search(config(evaluations=3, timeout_s=0.05), tmp_path / "run", progress=False)
+    slow = dataclasses.replace(TASK, size={**TASK.size, "steps": 30000})  # about half a second
+    cfg = dataclasses.replace(config(evaluations=3, timeout_s=0.05), task=slow)
+    summary = run_search(cfg, tmp_path / "run", progress=False)
     recs = history(tmp_path / "run")
     assert len(recs) == 3
     assert recs[0]["status"].startswith("timeout") and recs[0]["fitness"] is None

@@ -14,7 +14,7 @@ SMALL = {"steps": 30, "batch": 32, "n_train": 256, "n_val": 128}
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     d = tmp_path_factory.mktemp("funnel") / "run"
     cfg = RunConfig(task=TaskConfig(name="logreg", size=SMALL),
                     search=SearchConfig(population=10, tournament=3, evaluations=30), ray=RayConfig(workers=2))
