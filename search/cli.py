@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dsl
 
+from .cli_eval import knob
 from .inspect import InspectError, is_run_dir
 from .inspect import load_program as _load_program
 
@@ -134,14 +135,6 @@ def cmd_select(args) -> int:
     return 0
 
 
-def _knob(text: str):
-    import yaml
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KNOB=VALUE, got {text!r}")
-    return key, yaml.safe_load(value)
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="lionsearch", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -171,16 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("simplify", help="simplify a program (or a run's best) to its essence")
     sp.add_argument("program", help="a built-in, an .opt file, or a run directory (its best program)")
     sp.add_argument("--task", help="check task for ablation (without one, only exact steps are taken)")
-    sp.add_argument("--set", type=_knob, action="append", metavar="KNOB=VALUE", help="task size knob, repeatable")
+    sp.add_argument("--set", type=knob, action="append", metavar="KNOB=VALUE", help="task size knob, repeatable")
     sp.add_argument("--tolerance", type=float, default=0.01, help="relative loss increase allowed (default 0.01)")
     sp.add_argument("--seeds", type=int, nargs="+", default=[0])
     sp.add_argument("--out", help="write the result here (default for a run: RUN/simplified.opt)")
     sp.set_defaults(func=cmd_simplify)
     sp = sub.add_parser("ops", help="list the op table")
     sp.set_defaults(func=cmd_ops)
-    from proxy_tasks.cli import add_eval_parser
-    from . import cli_inspect
-    add_eval_parser(sub)
+    from . import cli_eval, cli_inspect
+    cli_eval.add_eval_parser(sub)
     cli_inspect.add_parsers(sub)
     return ap
 

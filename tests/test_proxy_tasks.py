@@ -169,17 +169,3 @@ def test_evaluate_wrapper_caches(evaluators):
     f1 = proxy_tasks.evaluate(p, "logreg", seeds=(0,), **size)
     f2 = proxy_tasks.evaluate(p, "logreg", seeds=(0,), **size)
     assert f1.ok and f1.loss == f2.loss and f2.seconds < 1.0
-
-
-def test_eval_cli(capsys, tmp_path):
-    from proxy_tasks.cli import main
-    path = tmp_path / "mine.opt"
-    path.write_text(dsl.to_text(dsl.load("signsgd")))
-    sets = [x for k, v in TINY["logreg"].items() for x in ("--set", f"{k}={v}")]
-    assert main(["eval", "sgd", str(path), "--task", "logreg", "--seeds", "0", "1", *sets]) == 0
-    out = capsys.readouterr().out
-    assert "| sgd |" in out and "mine.opt" in out and "ok" in out
-    with pytest.raises(SystemExit, match="nope"):
-        main(["eval", "nope", "--task", "logreg"])
-    with pytest.raises(SystemExit, match="widht"):
-        main(["eval", "sgd", "--task", "logreg", "--set", "widht=3"])

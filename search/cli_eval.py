@@ -1,0 +1,95 @@
+"""`lionsearch eval`: train programs on proxy tasks and print a fitness table, in this process or
+fanned out over Ray workers (a local instance with `--workers N`, a cluster with `--address`)."""
+from __future__ import annotations
+
+import argparse
+import math
+
+import dsl
+import proxy_tasks
+
+from .inspect import InspectError, load_program
+
+
+def knob(text: str):
+    import yaml
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KNOB=VALUE, got {text!r}")
+    return key.strip(), yaml.safe_load(value)
+
+
+def _local(programs, task: str, size: dict, seeds, direct: bool):
+    ev = proxy_tasks.Evaluator(task, **size)
+    for _, p in programs:
+        try:
+            f = ev.evaluate_direct(p, seeds) if direct else ev.evaluate(p, seeds)
+            yield {"fitness": f.loss, "accuracy": f.accuracy, "status": f.status, "seconds": f.seconds}
+        except ValueError as e:  # e.g. longer than the largest length bucket
+            yield {"fitness": math.inf, "accuracy": None, "status": f"error: {e}", "seconds": 0.0}
+
+
+def _on_ray(programs, task: str, size: dict, seeds, workers: int):
+    from .workers import WorkerPool
+    pool = WorkerPool(task, size, tuple(seeds), workers, timeout_s=3600, warm=False)
+    results, todo = {}, list(enumerate(programs))
+    try:
+        while len(results) < len(programs):
+            while todo and pool.capacity > 0:
+                i, (_, p) = todo.pop(0)
+                pool.submit(i, p)
+            results.update(pool.wait())
+    finally:
+        pool.shutdown()
+    return [results[i] for i in range(len(programs))]
+
+
+def cmd_eval(args) -> int:
+    try:
+        programs = [(ref, load_program(ref)) for ref in args.programs]
+    except (dsl.ProgramError, InspectError) as e:
+        raise SystemExit(f"lionsearch eval: {e}") from None
+    size, seeds = dict(args.set or []), tuple(args.seeds)
+    for task in args.tasks:
+        try:
+            proxy_tasks.get_task(task, **size)
+        except ValueError as e:
+            raise SystemExit(f"lionsearch eval: {e}") from None
+    on_ray = args.address is not None or args.workers is not None
+    if on_ray:
+        from .config import RayConfig
+        from .runner import connect_ray
+        connect_ray(RayConfig(address=args.address, workers=args.workers or 2))
+    print(f"# seeds {', '.join(map(str, seeds))}" + (f", knobs {size}" if size else "")
+          + (f", on Ray ({args.workers or 2} workers)" if on_ray else ""))
+    print("| program | task | val loss | accuracy | status | seconds |")
+    print("|---|---|---|---|---|---|")
+    for task in args.tasks:
+        rows = (_on_ray(programs, task, size, seeds, args.workers or 2) if on_ray
+                else _local(programs, task, size, seeds, args.direct))
+        for (ref, _), r in zip(programs, rows):
+            acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.4f}"
+            print(f"| {ref} | {task} | {r['fitness']:.4f} | {acc} | {r['status']} | {r['seconds']:.2f} |", flush=True)
+    return 0
+
+
+def add_eval_parser(subparsers) -> None:
+    names = proxy_tasks.names()
+    sp = subparsers.add_parser(
+        "eval", help="train programs on proxy tasks and print their fitness (locally or over Ray)",
+        description="Train each PROGRAM on each task with the compile-once engine and print validation "
+                    "loss, accuracy, status and time. With --workers or --address the evaluations fan "
+                    "out over Ray evaluator actors.")
+    sp.add_argument("programs", nargs="+", metavar="PROGRAM",
+                    help=f"a built-in ({', '.join(dsl.builtin_names())}), an .opt file, or a run directory")
+    sp.add_argument("--tasks", "--task", nargs="+", default=["digits_mlp"], choices=names, metavar="TASK",
+                    help=f"proxy tasks ({', '.join(names)}; default digits_mlp)")
+    sp.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (the loss is their mean)")
+    sp.add_argument("--set", type=knob, action="append", metavar="KNOB=VALUE",
+                    help="a size or schedule knob for every task, repeatable (e.g. --set steps=300); "
+                         + "; ".join(f"{t}: {', '.join(sorted(proxy_tasks.task_knobs(t)))}" for t in names))
+    sp.add_argument("--direct", action="store_true",
+                    help="compile each program directly (jax.jit per program) instead of the interpreter")
+    sp.add_argument("--workers", type=int, help="evaluate on this many Ray workers (a local Ray instance)")
+    sp.add_argument("--address", help="evaluate on the Ray cluster at this address")
+    sp.set_defaults(func=cmd_eval)
