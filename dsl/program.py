@@ -89,6 +89,13 @@ class Program:
                                                    for a in s.args)) for s in self.statements)
         return Program(stmts, (), self.uses_step, self.name)
 
+    def scale_lr(self, k: float) -> "Program":
+        """The same optimizer with its learning-rate input multiplied by k (a first statement
+        `lr = lr * k`): how a sweep tries a program at other learning rates."""
+        if k == 1.0:
+            return self
+        return self.replace((Statement("lr", "mul", ("lr", float(k))),) + self.statements)
+
     def replace(self, statements) -> "Program":
         """The same signature with another statement list (validated)."""
         return Program(tuple(statements), self.params, self.uses_step, self.name)

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dsl
-from dsl import Program, Statement
 from search.config import RayConfig, TaskConfig, load_config
 from search.evolution import best_distinct
 from search.rundir import read_history
@@ -57,13 +56,6 @@ def load_funnel(path: str | Path) -> FunnelConfig:
     return load_config(path, FunnelConfig)
 
 
-def scale_lr(p: Program, k: float) -> Program:
-    """`p` with its learning-rate input multiplied by k (a first statement `lr = lr * k`)."""
-    if k == 1.0:
-        return p
-    return p.replace((Statement("lr", "mul", ("lr", float(k))),) + p.statements)
-
-
 def candidates_of(run_dir: str | Path, top_k: int) -> list[dict]:
     """The run's top-K functionally distinct candidates: {id, fingerprint, fitness, program}."""
     records = read_history(run_dir)
@@ -80,7 +72,7 @@ def _sweep(pool: WorkerPool, entries: list[dict], multipliers) -> dict[tuple[int
     while len(results) < len(todo):
         while queued < len(todo) and pool.capacity > 0:
             i, k = todo[queued]
-            pool.submit((i, k), dsl.strip_dead_code(scale_lr(progs[i], k)))
+            pool.submit((i, k), dsl.strip_dead_code(progs[i].scale_lr(k)))
             queued += 1
         for key, res in pool.wait():
             results[key] = res

@@ -7,7 +7,7 @@ import ray
 import dsl
 from search.config import ConfigError, RayConfig, RunConfig, SearchConfig, TaskConfig
 from search.runner import run_search
-from selection.funnel import FunnelConfig, Stage, load_funnel, run_funnel, scale_lr
+from selection.funnel import FunnelConfig, Stage, load_funnel, run_funnel
 
 SMALL = {"steps": 30, "batch": 32, "n_train": 256, "n_val": 128}
 
@@ -50,7 +50,7 @@ def test_scale_lr_multiplies_the_update():
     import numpy as np
     from dsl.analysis import trajectory
     p = dsl.load("sgd")
-    a, b = trajectory(p), trajectory(scale_lr(p, 0.5))
+    a, b = trajectory(p), trajectory(p.scale_lr(0.5))
     np.testing.assert_allclose(b[0][0], 0.5 * a[0][0])
 
 
