@@ -84,8 +84,12 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--out", default="proxy_study.md")
     ap.add_argument("--quick", action="store_true", help="two proxies only")
+    ap.add_argument("--proxy", action="append", metavar="TASK:JSON",
+                    help='a proxy instead of the built-in list, e.g. digits_vit:{"width": 16}; repeatable')
     args = ap.parse_args()
-    jobs = [(t, s, tuple(args.seeds), f) for t, s in (QUICK if args.quick else PROXIES) for f in families()]
+    proxies = [(p.split(":", 1)[0], json.loads(p.split(":", 1)[1])) for p in args.proxy] if args.proxy \
+        else QUICK if args.quick else PROXIES
+    jobs = [(t, s, tuple(args.seeds), f) for t, s in proxies for f in families()]
     done = {}
     log = open(os.path.splitext(args.out)[0] + ".jsonl", "w")  # each result as it comes
     with ProcessPoolExecutor(args.procs) as pool:
