@@ -111,6 +111,30 @@ def cmd_simplify(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    import dataclasses
+
+    from selection.pipeline import load_pipeline, run_pipeline
+    from .config import ConfigError
+    from .rundir import new_run_dir
+    try:
+        cfg = load_pipeline(args.config)
+    except ConfigError as e:
+        raise SystemExit(f"lionsearch run: {e}") from None
+    if args.seed is not None:
+        cfg = dataclasses.replace(cfg, seed=args.seed)
+    run_dir = Path(args.run_dir) if args.run_dir else new_run_dir()
+    print(f"run directory: {run_dir}", flush=True)
+    r = run_pipeline(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
+    print(f"\n# final program ({run_dir / 'final.opt'}), from candidate {r['candidate']}:")
+    print(r["final"], end="")
+    print(f"# Lion up to its constants (b1, b2, lr scale, weight decay): {'yes' if r['lion_family'] else 'no'}")
+    print(f"# stage {r['stage']}: final {r['final_loss']:.4f} (lr x{r['final_lr_multiplier']:g}) "
+          f"vs baseline {r['baseline_loss']:.4f} (lr x{r['baseline_lr_multiplier']:g})")
+    print(f"run directory: {run_dir}")
+    return 0
+
+
 def cmd_select(args) -> int:
     import dataclasses
 
@@ -153,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--evaluations", type=int, help="override the budget of evaluations")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
     sp.set_defaults(func=cmd_search)
+    sp = sub.add_parser("run", help="the whole method: search, funnel, simplification; writes final.opt")
+    sp.add_argument("config", help="YAML config with search, funnel and simplify sections (configs/quickstart.yaml)")
+    sp.add_argument("--run-dir", help="run directory (default: a new dated folder under runs/)")
+    sp.add_argument("--resume", action="store_true", help="continue the search in --run-dir, then go on")
+    sp.add_argument("--seed", type=int, help="random seed")
+    sp.add_argument("--no-progress", action="store_true")
+    sp.set_defaults(func=cmd_run)
     sp = sub.add_parser("select", help="funnel selection: re-evaluate a run's best on larger tasks")
     sp.add_argument("run", help="a run directory")
     sp.add_argument("--config", default="configs/funnel.yaml", help="funnel YAML config")

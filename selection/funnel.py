@@ -79,6 +79,22 @@ def _sweep(pool: WorkerPool, entries: list[dict], multipliers) -> dict[tuple[int
     return results
 
 
+def tune_on_stage(stage: Stage, programs: list[str], cfg: FunnelConfig) -> list[dict]:
+    """Each program's (text's) best over the lr multipliers on a stage: loss, accuracy, multiplier."""
+    pool = WorkerPool(stage.task.name, dict(stage.task.size), tuple(stage.task.seeds), cfg.ray.workers,
+                      cfg.timeout_s, warm=False)  # few programs: compile only the buckets used
+    try:
+        res = _sweep(pool, [{"program": t} for t in programs], cfg.lr_multipliers)
+    finally:
+        pool.shutdown()
+    best = []
+    for g in range(len(programs)):
+        k, r = min(((k, res[(g, k)]) for k in cfg.lr_multipliers), key=lambda kr: _finite(kr[1]["fitness"]))
+        best.append({"loss": _finite(r["fitness"]), "accuracy": r["accuracy"], "lr_multiplier": k,
+                     "status": r["status"]})
+    return best
+
+
 def run_funnel(run_dir: str | Path, cfg: FunnelConfig, progress: bool = True) -> dict:
     """Run the funnel on a search's run directory; writes `selection.json` and `selection.md`."""
     from tqdm import tqdm
@@ -93,18 +109,7 @@ def run_funnel(run_dir: str | Path, cfg: FunnelConfig, progress: bool = True) ->
     stage_info = []
     alive = list(range(len(rows)))
     for stage in tqdm(cfg.stages, desc="funnel", unit="stage", disable=not progress):
-        pool = WorkerPool(stage.task.name, dict(stage.task.size), tuple(stage.task.seeds), cfg.ray.workers,
-                          cfg.timeout_s, warm=False)  # few programs: compile only the buckets used
-        try:
-            group = [baseline] + [entries[i] for i in alive]
-            res = _sweep(pool, group, cfg.lr_multipliers)
-        finally:
-            pool.shutdown()
-        best = {}
-        for g in range(len(group)):
-            k, r = min(((k, res[(g, k)]) for k in cfg.lr_multipliers), key=lambda kr: _finite(kr[1]["fitness"]))
-            best[g] = {"loss": _finite(r["fitness"]), "accuracy": r["accuracy"], "lr_multiplier": k,
-                       "status": r["status"]}
+        best = tune_on_stage(stage, [baseline["program"]] + [entries[i]["program"] for i in alive], cfg)
         base = best[0]["loss"]
         stage_info.append({"name": stage.name, "task": stage.task.name, "size": stage.task.size,
                            "seeds": list(stage.task.seeds), "baseline": best[0], "max_ratio": stage.max_ratio})

@@ -1,0 +1,75 @@
+"""The whole method in one command: search from the warm start, the funnel, simplification.
+
+`lionsearch run CONFIG [--run-dir DIR] [--seed N]` writes `DIR/final.opt` and ends by printing the
+final program, whether it is Lion up to its constants, and its score against the baseline on the
+funnel's largest stage (each with its best lr multiplier).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dsl
+from search.config import RunConfig, TaskConfig, load_config
+from search.runner import run_search
+from simplify import simplify_steps
+
+from .funnel import FunnelConfig, Stage, run_funnel, tune_on_stage
+
+
+@dataclass(frozen=True)
+class SimplifyConfig:
+    task: TaskConfig | None = None  # the check task for ablation (default: the funnel's first stage)
+    tolerance: float = 0.01
+
+
+@dataclass(frozen=True)
+class PipelineConfig(RunConfig):
+    funnel: FunnelConfig = field(default_factory=lambda: FunnelConfig(stages=(Stage("A", TaskConfig()),)))
+    simplify: SimplifyConfig = SimplifyConfig()
+
+
+def load_pipeline(path: str | Path) -> PipelineConfig:
+    return load_config(path, PipelineConfig)
+
+
+def choose(report: dict) -> dict:
+    """The candidate to simplify: the best survivor on the last stage, else the best on the proxy."""
+    last = report["stages"][-1]["name"]
+    survivors = [r for r in report["candidates"] if r["passed"]]
+    if survivors:
+        return min(survivors, key=lambda r: r["stages"][last]["loss"])
+    return report["candidates"][0]
+
+
+def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
+                 log=print) -> dict:
+    run_dir = Path(run_dir)
+    search_cfg = RunConfig(task=cfg.task, search=cfg.search, ray=cfg.ray, seed=cfg.seed)
+    log(f"== search ({cfg.search.evaluations} evaluations on {cfg.task.name})")
+    summary = run_search(search_cfg, run_dir, resume=resume, progress=progress)
+    funnel = dataclasses.replace(cfg.funnel, ray=cfg.ray)
+    log(f"== funnel ({len(funnel.stages)} stages, top {funnel.top_k})")
+    report = run_funnel(run_dir, funnel, progress=progress)
+    pick = choose(report)
+    log(f"== simplify candidate {pick['id']}")
+    check = cfg.simplify.task or funnel.stages[0].task
+    steps = simplify_steps(dsl.parse(pick["program"]), task=check.name, tolerance=cfg.simplify.tolerance,
+                           seeds=check.seeds, size=dict(check.size),
+                           log=lambda s: log(f"- {s.what}: {len(s.program)} statements"
+                                             + ("" if s.loss is None else f" [loss {s.loss:.4f}]")))
+    final = steps[-1].program
+    (run_dir / "final.opt").write_text(dsl.to_text(final))
+    last = funnel.stages[-1]
+    base, ours = tune_on_stage(last, [dsl.to_text(dsl.load(funnel.baseline)), dsl.to_text(final)], funnel)
+    result = {"run_dir": str(run_dir), "candidate": pick["id"], "final": dsl.to_text(final),
+              "lion_family": dsl.equivalent_up_to_constants(final, dsl.load("lion")),
+              "stage": last.name, "final_loss": ours["loss"], "baseline_loss": base["loss"],
+              "final_lr_multiplier": ours["lr_multiplier"], "baseline_lr_multiplier": base["lr_multiplier"],
+              "evaluations": summary["evaluations"], "search_seconds": summary["seconds"]}
+    (run_dir / "final.json").write_text(json.dumps(
+        {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in result.items()}, indent=1))
+    return result

@@ -1,0 +1,57 @@
+"""`lionsearch run`: search, funnel and simplification end to end on a shortened config."""
+import json
+
+import pytest
+import ray
+
+import dsl
+from search.cli import main
+from selection.pipeline import load_pipeline
+
+CONFIG = """
+task: {name: logreg, size: {steps: 30, batch: 32, n_train: 256, n_val: 128}}
+search: {population: 10, tournament: 3, evaluations: 30}
+ray: {num_cpus: 2, workers: 2}
+funnel:
+  top_k: 3
+  lr_multipliers: [0.3, 1.0]
+  stages:
+    - {name: A, task: {name: logreg, size: {steps: 30, batch: 32, n_train: 256, n_val: 128}, seeds: [1]}, max_ratio: 2.0}
+    - {name: B, task: {name: logreg, size: {steps: 60, dim: 32, n_train: 256, n_val: 128}}, max_ratio: 2.0}
+simplify: {tolerance: 0.05}
+"""
+
+
+def test_run_does_every_stage_and_writes_final_opt(tmp_path, capsys):
+    cfg_file = tmp_path / "short.yaml"
+    cfg_file.write_text(CONFIG)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert main(["run", str(cfg_file), "--run-dir", str(tmp_path / "run"), "--no-progress"]) == 0
+    finally:
+        ray.shutdown()
+    out = capsys.readouterr().out
+    run = tmp_path / "run"
+    assert len((run / "history.jsonl").read_text().splitlines()) == 30  # the search ran
+    report = json.loads((run / "selection.json").read_text())
+    assert [s["name"] for s in report["stages"]] == ["A", "B"]  # the funnel ran
+    final = dsl.load(run / "final.opt")  # simplification wrote a valid program
+    result = json.loads((run / "final.json").read_text())
+    assert dsl.parse(result["final"]) == final and result["stage"] == "B"
+    assert result["lion_family"] == dsl.equivalent_up_to_constants(final, dsl.load("lion"))
+    assert "== search" in out and "== funnel" in out and "== simplify" in out
+    assert "Lion up to its constants" in out and "vs baseline" in out
+
+
+def test_shipped_quickstart_config_loads():
+    from pathlib import Path
+    cfg = load_pipeline(Path(__file__).parent.parent / "configs" / "quickstart.yaml")
+    assert cfg.task.name == "digits_vit" and [s.name for s in cfg.funnel.stages] == ["A", "B", "C"]
+    assert cfg.search.warm_start == "adamw_warmstart"
+
+
+def test_pipeline_config_errors_name_the_key(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("funnel: {stages: [{name: A, task: {name: logreg}}], top_k: 0}\n")
+    with pytest.raises(SystemExit, match=r"funnel.top_k: must be >= 1"):
+        main(["run", str(f)])
