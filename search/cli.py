@@ -212,7 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     import signal
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `lionsearch show RUN | head` ends quietly
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:  # the history is durable line by line: nothing recorded is lost
+        run_dir = getattr(args, "run_dir", None)
+        hint = f"; continue with --run-dir {run_dir} --resume" if run_dir else ""
+        print(f"\nlionsearch {args.command}: interrupted{hint}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
