@@ -57,11 +57,21 @@ def load_funnel(path: str | Path) -> FunnelConfig:
 
 
 def candidates_of(run_dir: str | Path, top_k: int) -> list[dict]:
-    """The run's top-K functionally distinct candidates: {id, fingerprint, fitness, program}."""
+    """The run's best K distinct algorithms, {id, fingerprint, fitness, program}: a program that is
+    an earlier pick up to its constants is skipped, so that a family of near-copies (which a
+    converged population is full of) takes one place in the funnel, not all of them."""
     records = read_history(run_dir)
     if not records:
         raise FileNotFoundError(f"{run_dir}: no history.jsonl with evaluations (not a run directory?)")
-    return [{k: r[k] for k in ("id", "fingerprint", "fitness", "program")} for r in best_distinct(records, top_k)]
+    picks, programs = [], []
+    for r in best_distinct(records, len(records)):
+        p = dsl.parse(r["program"])
+        if not any(dsl.equivalent_up_to_constants(p, q) for q in programs):
+            picks.append({k: r[k] for k in ("id", "fingerprint", "fitness", "program")})
+            programs.append(p)
+            if len(picks) == top_k:
+                break
+    return picks
 
 
 def _sweep(pool: WorkerPool, entries: list[dict], multipliers) -> dict[tuple[int, float], dict]:

@@ -31,6 +31,8 @@ def test_funnel_stages_and_thresholds(run_dir):
     report = run_funnel(run_dir, cfg, progress=False)
     rows = report["candidates"]
     assert len(rows) == 4 and len({r["fingerprint"] for r in rows}) == 4
+    progs = [dsl.parse(r["program"]) for r in rows]  # distinct algorithms, not near-copies
+    assert not any(dsl.equivalent_up_to_constants(p, q) for i, p in enumerate(progs) for q in progs[:i])
     assert [r["proxy_loss"] for r in rows] == sorted(r["proxy_loss"] for r in rows)
     a_base = report["stages"][0]["baseline"]["loss"]
     for r in rows:
