@@ -56,12 +56,12 @@ def from_dict(cls, data, where: str):
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping of {cls.__name__} fields, got {data!r}")
+        raise ConfigError(f"{where.rstrip(':')}: expected a mapping of {cls.__name__} fields, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (valid keys: {', '.join(fields)})")
+        raise ConfigError(f"{where.rstrip(':')}: unknown key {unknown[0]!r} (valid keys: {', '.join(fields)})")
     kwargs = {k: _check(hints[k], v, f"{where}.{k}".lstrip(".").replace(":.", ": ")) for k, v in data.items()}
     try:
         return cls(**kwargs)
@@ -71,7 +71,7 @@ def from_dict(cls, data, where: str):
         key, _, why = str(e).partition(": ")
         if key in fields and why:  # the check names its field: report it as where.field
             raise ConfigError(f"{where}.{key}: {why}".replace(":.", ": ")) from None
-        raise ConfigError(f"{where}: {e}") from None
+        raise ConfigError(f"{where.rstrip(':')}: {e}") from None
 
 
 @dataclass(frozen=True)
