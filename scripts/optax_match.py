@@ -22,3 +22,7 @@ for b1, b2, wd, lr in SETTINGS:
         ours, _ = _train(dsl.as_optax(dsl.load(name, b1=b1, b2=b2, wd=wd), lr))
         theirs, _ = _train(ref)
         print(f"| {name} | {b1} | {b2} | {wd} | {lr} | {max_rel_diff(ours, theirs):.2e} |")
+sched = optax.warmup_cosine_decay_schedule(0.0, 1e-2, 10, 100)
+ours, _ = _train(dsl.as_optax(dsl.load("lion"), sched))
+theirs, _ = _train(optax.lion(sched, weight_decay=0.01))
+print(f"| lion | 0.9 | 0.99 | 0.01 | warm-up + cosine to 1e-2 | {max_rel_diff(ours, theirs):.2e} |")
