@@ -98,7 +98,7 @@ def test_a_candidate_past_the_time_limit_is_a_failure(local_ray, tmp_path):
 def test_resume_after_kill_9_loses_and_repeats_nothing(tmp_path):
     cfg_file = tmp_path / "quick.yaml"
     cfg_file.write_text(
-        "task: {name: logreg, size: {steps: 30, batch: 32, n_train: 256, n_val: 128}}\n"
+        "task: {name: logreg, size: {steps: 300, batch: 32, n_train: 256, n_val: 128}}\n"
         "search: {population: 10, tournament: 3, evaluations: 60, checkpoint_every: 5}\n"
         "ray: {num_cpus: 2, workers: 2}\n")
     run_dir = tmp_path / "run"
