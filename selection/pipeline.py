@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from search.config import RunConfig, TaskConfig, load_config
 from search.runner import run_search
 from simplify import simplify_steps
 
-from .funnel import FunnelConfig, Stage, run_funnel, tune_on_stage
+from .funnel import FunnelConfig, Stage, _jsonable, run_funnel, tune_on_stage
 
 
 @dataclass(frozen=True)
@@ -70,6 +69,5 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, resume: bool = Fal
               "stage": last.name, "final_loss": ours["loss"], "baseline_loss": base["loss"],
               "final_lr_multiplier": ours["lr_multiplier"], "baseline_lr_multiplier": base["lr_multiplier"],
               "evaluations": summary["evaluations"], "search_seconds": summary["seconds"]}
-    (run_dir / "final.json").write_text(json.dumps(
-        {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in result.items()}, indent=1))
+    (run_dir / "final.json").write_text(json.dumps(_jsonable(result), indent=1))
     return result
