@@ -196,3 +196,10 @@ def equivalent_up_to_constants(p: Program, q: Program) -> bool:
                 and all(_affine(mapped[k]) == _affine(fq[k]) for k in fq if k != "update"):
             return True
     return False
+
+
+def is_lion(p: Program) -> bool:
+    """Whether `p` is Lion up to its constants: `lr * (sign(b1 m + (1 - b1) g) + wd w)` with `m` an
+    EMA of `g`. A weight decay of 0 is one of those constants, so the `wd w` term may be absent."""
+    from .builtins import load
+    return any(equivalent_up_to_constants(p, load("lion", wd=wd)) for wd in (0.01, 0.0))

@@ -96,14 +96,14 @@ def cmd_simplify(args) -> int:
 
     try:
         steps = simplify_steps(p, task=args.task, tolerance=args.tolerance, seeds=tuple(args.seeds),
-                               size=size, log=show)
+                               size=size, log=show, lr_multipliers=tuple(args.lr_multipliers))
     except ValueError as e:
         raise SystemExit(f"lionsearch simplify: {e}") from None
     final = steps[-1].program
     text = dsl.to_text(final)
     print(text, end="")
-    lion = dsl.load("lion")
-    print(f"# equivalent to lion: {dsl.equivalent(final, lion)}")
+    print(f"# equivalent to lion: {dsl.equivalent(final, dsl.load('lion'))}; "
+          f"Lion up to its constants: {dsl.is_lion(final)}")
     out = args.out or (Path(args.program) / "simplified.opt" if is_run_dir(args.program) else None)
     if out:
         Path(out).write_text(text)
@@ -197,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--task", help="check task for ablation (without one, only exact steps are taken)")
     sp.add_argument("--set", type=knob, action="append", metavar="KNOB=VALUE", help="task size knob, repeatable")
     sp.add_argument("--tolerance", type=float, default=0.01, help="relative loss increase allowed (default 0.01)")
+    sp.add_argument("--lr-multipliers", type=float, nargs="+", default=[1.0], metavar="K",
+                    help="score each candidate at its best of these lr multipliers (default: 1)")
     sp.add_argument("--seeds", type=int, nargs="+", default=[0])
     sp.add_argument("--out", help="write the result here (default for a run: RUN/simplified.opt)")
     sp.set_defaults(func=cmd_simplify)

@@ -23,6 +23,11 @@ from .funnel import FunnelConfig, Stage, _jsonable, run_funnel, tune_on_stage
 class SimplifyConfig:
     task: TaskConfig | None = None  # the check task for ablation (default: the funnel's first stage)
     tolerance: float = 0.01
+    lr_multipliers: tuple[float, ...] = (0.5, 1.0, 2.0)  # each candidate is scored at its best lr
+
+    def __post_init__(self):
+        if not self.lr_multipliers or min(self.lr_multipliers) <= 0:
+            raise ValueError("lr_multipliers: positive numbers are needed")
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, resume: bool = Fal
     check = cfg.simplify.task or funnel.stages[0].task
     steps = simplify_steps(dsl.parse(pick["program"]), task=check.name, tolerance=cfg.simplify.tolerance,
                            seeds=check.seeds, size=dict(check.size),
+                           lr_multipliers=cfg.simplify.lr_multipliers,
                            log=lambda s: log(f"- {s.what}: {len(s.program)} statements"
                                              + ("" if s.loss is None else f" [loss {s.loss:.4f}]")))
     final = steps[-1].program
@@ -65,7 +71,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, resume: bool = Fal
     last = funnel.stages[-1]
     base, ours = tune_on_stage(last, [dsl.to_text(dsl.load(funnel.baseline)), dsl.to_text(final)], funnel)
     result = {"run_dir": str(run_dir), "candidate": pick["id"], "final": dsl.to_text(final),
-              "lion_family": dsl.equivalent_up_to_constants(final, dsl.load("lion")),
+              "lion_family": dsl.is_lion(final),
               "stage": last.name, "final_loss": ours["loss"], "baseline_loss": base["loss"],
               "final_lr_multiplier": ours["lr_multiplier"], "baseline_lr_multiplier": base["lr_multiplier"],
               "evaluations": summary["evaluations"], "search_seconds": summary["seconds"]}

@@ -38,7 +38,7 @@ def _round_constants(x: float) -> list[float]:
 
 def _ablations(p: Program):
     """Candidate simplifications that change the function: deletions, forwarding an argument,
-    rounder constants."""
+    swapping two neighbouring statements, rounder constants."""
     from dsl.text import statement_text
     for i, s in enumerate(p.statements):
         try:
@@ -49,6 +49,14 @@ def _ablations(p: Program):
             q = alias(p, i, a)
             if q is not None:
                 yield f"replace `{statement_text(s)}` by {a}", q
+    for i in range(len(p) - 1):  # reorder: a statement reads the newer value of a slot, or the older
+        a, b = p.statements[i], p.statements[i + 1]
+        try:
+            q = p.replace(p.statements[:i] + (b, a) + p.statements[i + 2:])
+        except dsl.ProgramError:
+            continue
+        if not dsl.equivalent(q, p):
+            yield f"move `{statement_text(a)}` after `{statement_text(b)}`", q
     for i, s in enumerate(p.statements):
         for j, a in enumerate(s.args):
             if isinstance(a, float):
@@ -59,14 +67,27 @@ def _ablations(p: Program):
 
 
 def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01, seeds: Sequence[int] = (0,),
-                   size: dict | None = None, log: Callable[[Step], None] | None = None) -> list[Step]:
+                   size: dict | None = None, log: Callable[[Step], None] | None = None,
+                   lr_multipliers: Sequence[float] = (1.0,)) -> list[Step]:
     """Every accepted step, the first being the input. `task` (a proxy task name) turns on the
-    ablation step; without one only exact, function-preserving steps are taken."""
+    ablation step; without one only exact, function-preserving steps are taken. Each program on
+    the task is scored at its best of `lr_multipliers` (a simpler program may want another lr,
+    as optimizers are compared each at its own tuned lr) and kept at that lr."""
     evaluator = None
     if task is not None:
         import proxy_tasks
         evaluator = proxy_tasks.Evaluator(task, **(size or {}))
-    loss = (lambda q: evaluator.evaluate(q, seeds).loss) if evaluator else (lambda q: None)
+    losses: dict[Program, float] = {}
+
+    def loss(q: Program) -> float:
+        if q not in losses:
+            losses[q] = evaluator.evaluate(q, seeds).loss
+        return losses[q]
+
+    def tuned(q: Program) -> tuple[float, Program, float]:
+        """(loss at the best lr multiplier, the program at that lr, the multiplier)."""
+        return min(((loss(q.scale_lr(k)), q.scale_lr(k), k) for k in lr_multipliers), key=lambda t: t[0])
+
     steps: list[Step] = []
 
     def take(what: str, q: Program, value: float | None = None) -> None:
@@ -75,8 +96,14 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
             log(steps[-1])
 
     p = p.inline_params()
-    base = loss(p)
-    take("input", p, base)
+    if evaluator is None:
+        take("input", p)
+        base = None
+    else:
+        take("input", p, loss(p))
+        base, p, k = tuned(p)
+        if k != 1.0:
+            take(f"tune the lr (x{k:g})", p, base)
     q = dsl.strip_dead_code(p)
     if q != p:
         take(f"drop {len(p) - len(q)} dead statement(s)", q, base)
@@ -84,16 +111,17 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
     if evaluator is not None:
         import math
         limit = base * (1 + tolerance) if math.isfinite(base) else math.inf
-        changed = True
+        changed, seen = True, {q}  # seen: no program is tried twice, so swaps cannot cycle
         while changed:
             changed = False
             for what, r in _ablations(q):
                 r = dsl.strip_dead_code(r)
-                if not dsl.check(r):
+                if r in seen or not dsl.check(r):
                     continue
-                value = loss(r)
+                seen.add(r)
+                value, r, k = tuned(r)
                 if value <= limit:
-                    take(what, r, value)
+                    take(what + ("" if k == 1.0 else f" (lr x{k:g})"), r, value)
                     q, changed = exact_simplify(r, log=lambda w, x: take(w, x, value)), True
                     break
     final = canonical(q)
@@ -103,10 +131,11 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
 
 
 def simplify(p: Program, task: str | None = None, tolerance: float = 0.01, seeds: Sequence[int] = (0,),
-             size: dict | None = None, log: Callable[[Step], None] | None = None) -> Program:
+             size: dict | None = None, log: Callable[[Step], None] | None = None,
+             lr_multipliers: Sequence[float] = (1.0,)) -> Program:
     """The simplest program found: equivalent to `p` without a task; within `tolerance` of its
     validation loss on `task` with one."""
-    return simplify_steps(p, task, tolerance, seeds, size, log)[-1].program
+    return simplify_steps(p, task, tolerance, seeds, size, log, lr_multipliers)[-1].program
 
 
 __all__ = ["Step", "simplify", "simplify_steps"]

@@ -37,7 +37,10 @@ def alias(p: Program, i: int, to) -> Program | None:
     """Drop statement i and let its readers read `to` (a slot or a constant) instead, where that
     is the same value; None where the value cannot be forwarded."""
     s = p.statements[i]
-    if _reaches_output(p, i) and to != s.out:  # `m = m * 1` at the end may go: m keeps its value
+    # The last `update = ...` cannot go (update would keep an older value). A memory slot's may:
+    # its readers read `to`, and whether the slot's carried value mattered is for the caller's
+    # check (`dsl.equivalent`, or the ablation's loss) to find out.
+    if _reaches_output(p, i) and to != s.out and s.out == "update":
         return None
     uses = _uses_after(p, i, s.out)
     if isinstance(to, str):  # `to` must not be reassigned before the last use

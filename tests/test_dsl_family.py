@@ -48,11 +48,14 @@ NOT_LION = {
 @pytest.mark.parametrize("name", list(LION_FAMILY))
 def test_lion_family(name):
     assert dsl.equivalent_up_to_constants(LION_FAMILY[name], LION)
+    assert dsl.is_lion(LION_FAMILY[name])
 
 
 @pytest.mark.parametrize("name", list(NOT_LION))
 def test_not_lion(name):
     assert not dsl.equivalent_up_to_constants(NOT_LION[name], LION)
+    # is_lion lets the weight decay be 0, and nothing else
+    assert dsl.is_lion(NOT_LION[name]) == (name == "no weight decay term")
 
 
 @pytest.mark.parametrize("name", dsl.builtin_names())

@@ -158,3 +158,50 @@ def test_cli_simplify_prints_steps_and_writes_the_result(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "- input: 12 statements" in text and "# equivalent to lion: True" in text
     assert dsl.equivalent(dsl.load(out), LION) and len(dsl.load(out)) == 6
+
+
+def test_a_memory_slot_that_forgets_at_once_is_dropped_exactly():
+    # v = interp(c2, v, 0) is c2 itself: v's carried value is never read, so v goes, and
+    # c / sqrt(c * c) becomes sign(c): Lion without weight decay.
+    p = prog("""
+        c = interp(g, m, 0.9)
+        c2 = square(c)
+        v = interp(c2, v, 0.0)
+        r = sqrt(v)
+        update = c / r
+        update = update * lr
+        m = interp(g, m, 0.99)
+    """)
+    q = simplify(p)
+    assert dsl.equivalent(q, p) and len(q) == 4 and "v" not in dsl.state_slots(q)
+    assert dsl.is_lion(q) and any(s.op == "sign" for s in q.statements)
+
+
+def test_ablation_proposes_reordering_neighbours_but_not_no_op_swaps():
+    from simplify import _ablations
+    lagged = prog("""
+        update = sign(m)
+        m = interp(g, m, 0.9)
+        decay = w * 0.01
+        lr = lr * 0.03
+        update = update * lr
+    """)
+    moves = {what: q for what, q in _ablations(lagged) if what.startswith("move")}
+    # sign reads the new momentum once moved: Lion with b1 = b2
+    assert dsl.is_lion(moves["move `update = sign(m)` after `m = interp(g, m, 0.9)`"])
+    # decay and lr are independent: swapping them changes nothing, so it is not a candidate
+    assert not any("decay" in what and "lr = lr" in what for what in moves)
+
+
+def test_ablation_scores_each_candidate_at_its_best_lr():
+    p = prog("""
+        c = interp(g, m, 0.9)
+        update = sign(c)
+        lr = lr * 0.5
+        update = update * lr
+        m = interp(g, m, 0.9)
+    """)
+    size = {"steps": 40, "batch": 32, "n_train": 256, "n_val": 128}
+    steps = simplify_steps(p, task="logreg", tolerance=0.01, size=size, lr_multipliers=(0.25, 1.0))
+    assert steps[1].what == "tune the lr (x0.25)" and steps[1].loss < steps[0].loss
+    assert all(s.loss <= steps[1].loss * 1.01 for s in steps[1:])
