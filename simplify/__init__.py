@@ -4,19 +4,22 @@
 2. exact rewrites checked by `dsl.equivalent` (no-op arithmetic, `sign(sign(x))`, `m / sqrt(m*m)`
    as `sign(m)`, merged constants, folded `interp` chains), to a fixpoint;
 3. with a check task: ablation, keeping a deletion, a replacement by one of a statement's
-   arguments, or a rounder constant when the validation loss stays within `tolerance` (relative)
-   of the original program's; then the exact rewrites again.
+   arguments, a simple unary op of an argument (`arctan2(u, x)` -> `sign(u)`), a swap of two
+   neighbouring statements (read the newer value of a slot), or a rounder constant, when the
+   validation loss, at the best of a few lr multipliers, stays within `tolerance` (relative) of
+   the original program's; then the exact rewrites again.
 Deterministic for given seeds.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import dsl
 from dsl import Program
 
-from .rewrite import alias, canonical, exact_simplify
+from .rewrite import SIMPLE_UNARY, alias, canonical, exact_simplify, with_statement
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,9 @@ def _round_constants(x: float) -> list[float]:
 
 
 def _ablations(p: Program):
-    """Candidate simplifications that change the function: deletions, forwarding an argument,
-    swapping two neighbouring statements, rounder constants."""
+    """Candidate simplifications that change the function: deletions, forwarding an argument, a
+    simple unary op of an argument instead of the statement, swapping two neighbouring statements,
+    rounder constants."""
     from dsl.text import statement_text
     for i, s in enumerate(p.statements):
         try:
@@ -49,6 +53,14 @@ def _ablations(p: Program):
             q = alias(p, i, a)
             if q is not None:
                 yield f"replace `{statement_text(s)}` by {a}", q
+    for i, s in enumerate(p.statements):  # a simpler op: `arctan2(u, x)` may act as `sign(u)`
+        if s.op in SIMPLE_UNARY:
+            continue
+        for a in dict.fromkeys(a for a in s.args if isinstance(a, str)):
+            for op in SIMPLE_UNARY:
+                q = with_statement(p, i, dsl.Statement(s.out, op, (a,)))
+                if q is not None:
+                    yield f"rewrite `{statement_text(s)}` as `{statement_text(q.statements[i])}`", q
     for i in range(len(p) - 1):  # reorder: a statement reads the newer value of a slot, or the older
         a, b = p.statements[i], p.statements[i + 1]
         try:
@@ -61,9 +73,9 @@ def _ablations(p: Program):
         for j, a in enumerate(s.args):
             if isinstance(a, float):
                 for r in _round_constants(a):
-                    args = s.args[:j] + (r,) + s.args[j + 1:]
-                    q = p.replace(p.statements[:i] + (dsl.Statement(s.out, s.op, args),) + p.statements[i + 1:])
-                    yield f"round {a!r} to {r!r} in `{statement_text(s)}`", q
+                    q = with_statement(p, i, dsl.Statement(s.out, s.op, s.args[:j] + (r,) + s.args[j + 1:]))
+                    if q is not None:
+                        yield f"round {a!r} to {r!r} in `{statement_text(s)}`", q
 
 
 def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01, seeds: Sequence[int] = (0,),
@@ -84,8 +96,11 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
             losses[q] = evaluator.evaluate(q, seeds).loss
         return losses[q]
 
-    def tuned(q: Program) -> tuple[float, Program, float]:
-        """(loss at the best lr multiplier, the program at that lr, the multiplier)."""
+    def tuned(q: Program, hopeless: float = math.inf) -> tuple[float, Program, float]:
+        """(loss at the best lr multiplier, the program at that lr, the multiplier). Other lrs are
+        not tried where the loss at the program's own lr is above `hopeless`."""
+        if loss(q) > hopeless:
+            return loss(q), q, 1.0
         return min(((loss(q.scale_lr(k)), q.scale_lr(k), k) for k in lr_multipliers), key=lambda t: t[0])
 
     steps: list[Step] = []
@@ -109,7 +124,6 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
         take(f"drop {len(p) - len(q)} dead statement(s)", q, base)
     q = exact_simplify(q, log=lambda what, r: take(what, r, base))
     if evaluator is not None:
-        import math
         limit = base * (1 + tolerance) if math.isfinite(base) else math.inf
         changed, seen = True, {q}  # seen: no program is tried twice, so swaps cannot cycle
         while changed:
@@ -119,7 +133,7 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
                 if r in seen or not dsl.check(r):
                     continue
                 seen.add(r)
-                value, r, k = tuned(r)
+                value, r, k = tuned(r, hopeless=2 * limit)
                 if value <= limit:
                     take(what + ("" if k == 1.0 else f" (lr x{k:g})"), r, value)
                     q, changed = exact_simplify(r, log=lambda w, x: take(w, x, value)), True

@@ -59,7 +59,7 @@ def alias(p: Program, i: int, to) -> Program | None:
         return None
 
 
-def _with(p: Program, i: int, s: Statement) -> Program | None:
+def with_statement(p: Program, i: int, s: Statement) -> Program | None:
     try:
         return p.replace(p.statements[:i] + (s,) + p.statements[i + 1:])
     except ProgramError:
@@ -91,13 +91,13 @@ def merged_constants(p: Program) -> Iterator[tuple[str, Program]]:
                 c1 = cs[0] if s.op == "mul" else 1.0 / cs[0] if cs[0] else None
                 c2 = ct[0] if t.op == "mul" else 1.0 / ct[0] if ct[0] else None
                 if c1 is not None and c2 is not None:
-                    q = alias(_with(p, k, Statement(t.out, "mul", (xs[0], c1 * c2))) or p, i, xs[0])
+                    q = alias(with_statement(p, k, Statement(t.out, "mul", (xs[0], c1 * c2))) or p, i, xs[0])
                     if q is not None:
                         yield f"merge constants: {s.out} and {t.out}", q
         if s.op == "interp" and t.op == "interp" and t.args[1] == s.out and t.args[0] == s.args[0] \
                 and isinstance(s.args[2], float) and isinstance(t.args[2], float):
             merged = Statement(t.out, "interp", (s.args[0], s.args[1], s.args[2] * t.args[2]))
-            q = _with(p, k, merged)
+            q = with_statement(p, k, merged)
             if q is not None:
                 yield f"fold interps: {s.out} into {t.out}", q
 
@@ -125,7 +125,7 @@ def interp_forms(p: Program) -> Iterator[tuple[str, Program]]:
             parts.append((x[0], c[0]))
         if len(parts) == 2 and abs(parts[0][1] + parts[1][1] - 1.0) < 1e-9:
             (x, c1), (y, _) = parts
-            q = _with(p, k, Statement(t.out, "interp", (y, x, c1)))
+            q = with_statement(p, k, Statement(t.out, "interp", (y, x, c1)))
             if q is not None:
                 yield f"write `{t.out}` as an interp", q
 
@@ -154,7 +154,7 @@ def candidates(p: Program) -> Iterator[tuple[str, Program]]:
         for slot in dict.fromkeys(readable):
             for op in SIMPLE_UNARY:
                 new = Statement(s.out, op, (slot,))
-                q = _with(p, i, new)
+                q = with_statement(p, i, new)
                 if q is not None:
                     yield f"rewrite `{statement_text(s)}` as `{statement_text(new)}`", q
 
