@@ -55,3 +55,10 @@ def test_pipeline_config_errors_name_the_key(tmp_path):
     f.write_text("funnel: {stages: [{name: A, task: {name: logreg}}], top_k: 0}\n")
     with pytest.raises(SystemExit, match=r"funnel.top_k: must be >= 1"):
         main(["run", str(f)])
+
+
+def test_simplify_lr_multipliers_are_checked(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("simplify: {lr_multipliers: [0, 1]}\n")
+    with pytest.raises(SystemExit, match=r"bad.yaml: simplify.lr_multipliers: positive numbers are needed"):
+        main(["run", str(f)])
