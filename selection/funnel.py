@@ -58,15 +58,18 @@ def load_funnel(path: str | Path) -> FunnelConfig:
 
 def candidates_of(run_dir: str | Path, top_k: int) -> list[dict]:
     """The run's best K distinct algorithms, {id, fingerprint, fitness, program}: a program that is
-    an earlier pick up to its constants is skipped, so that a family of near-copies (which a
-    converged population is full of) takes one place in the funnel, not all of them."""
+    an earlier pick up to its constants, or that trained to exactly an earlier pick's loss (the
+    same training, though the functional hash differs, e.g. through a constant that never binds),
+    is skipped, so that a family of near-copies (which a converged population is full of) takes
+    one place in the funnel, not all of them."""
     records = read_history(run_dir)
     if not records:
         raise FileNotFoundError(f"{run_dir}: no history.jsonl with evaluations (not a run directory?)")
     picks, programs = [], []
     for r in best_distinct(records, len(records)):
         p = dsl.parse(r["program"])
-        if not any(dsl.equivalent_up_to_constants(p, q) for q in programs):
+        if not any(r["fitness"] == c["fitness"] for c in picks) \
+                and not any(dsl.equivalent_up_to_constants(p, q) for q in programs):
             picks.append({k: r[k] for k in ("id", "fingerprint", "fitness", "program")})
             programs.append(p)
             if len(picks) == top_k:

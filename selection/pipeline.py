@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,12 +42,16 @@ def load_pipeline(path: str | Path) -> PipelineConfig:
 
 
 def choose(report: dict) -> dict:
-    """The candidate to simplify: the best survivor on the last stage, else the best on the proxy."""
-    last = report["stages"][-1]["name"]
+    """The candidate to simplify: the one that went furthest through the funnel, the best on the
+    last stage it reached among those (the best survivor on the last stage, where one passed)."""
+    order = [s["name"] for s in report["stages"]]
+
+    def key(r):
+        reached = [n for n in order if n in r["stages"]]
+        return -len(reached), r["stages"][reached[-1]]["loss"] if reached else math.inf
+
     survivors = [r for r in report["candidates"] if r["passed"]]
-    if survivors:
-        return min(survivors, key=lambda r: r["stages"][last]["loss"])
-    return report["candidates"][0]
+    return min(survivors or report["candidates"], key=key)
 
 
 def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True,

@@ -62,3 +62,18 @@ def test_simplify_lr_multipliers_are_checked(tmp_path):
     f.write_text("simplify: {lr_multipliers: [0, 1]}\n")
     with pytest.raises(SystemExit, match=r"bad.yaml: simplify.lr_multipliers: positive numbers are needed"):
         main(["run", str(f)])
+
+
+def test_choose_takes_the_candidate_that_went_furthest():
+    from selection.pipeline import choose
+
+    def row(i, passed, **losses):
+        return {"id": i, "passed": passed, "stages": {k: {"loss": x} for k, x in losses.items()}}
+
+    stages = [{"name": "A"}, {"name": "B"}, {"name": "C"}]
+    # no survivor: the best on B among those that reached B, not the proxy's best (id 1)
+    report = {"stages": stages, "candidates": [row(1, False, A=0.1), row(2, False, A=0.3, B=0.5),
+                                                 row(3, False, A=0.2, B=0.4)]}
+    assert choose(report)["id"] == 3
+    report["candidates"] += [row(4, True, A=0.9, B=0.9, C=0.9), row(5, True, A=0.9, B=0.9, C=0.8)]
+    assert choose(report)["id"] == 5  # the best survivor on the last stage

@@ -70,3 +70,23 @@ def test_shipped_funnel_config_loads():
     from pathlib import Path
     cfg = load_funnel(Path(__file__).parent.parent / "configs" / "funnel.yaml")
     assert [s.name for s in cfg.stages] == ["A", "B", "C"]
+
+
+def test_candidates_skip_a_program_that_trained_exactly_like_an_earlier_pick(tmp_path):
+    import json
+    from selection.funnel import candidates_of
+
+    def rec(i, text, fitness):
+        p = dsl.parse("def train(w, g, m, v, lr):\n" + text + "    return update, m, v\n")
+        return {"id": i, "program": dsl.to_text(p), "fingerprint": dsl.fingerprint(p), "fitness": fitness}
+
+    records = [
+        rec(0, "    m = interp(g, m, 0.9)\n    update = m * lr\n", 0.5),
+        # a bound that binds on abstract execution's N(0, 1) gradients, never on a real task's
+        # small ones: another hash, the very same training
+        rec(1, "    c = minimum(g, 1.5)\n    m = interp(c, m, 0.9)\n    update = m * lr\n", 0.5),
+        rec(2, "    update = g * lr\n", 0.7),
+    ]
+    assert len({r["fingerprint"] for r in records}) == 3
+    (tmp_path / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert [c["id"] for c in candidates_of(tmp_path, 3)] == [0, 2]
