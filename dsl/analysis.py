@@ -57,8 +57,14 @@ SHAPES = ((3,), (4, 5), (2, 3, 2))
 STEPS = 6
 
 
+# The learning-rate input over the steps: varying, so that programs that ignore it differ, and
+# spanning the range a task's schedule feeds (its peak is a knob, e.g. 3.0), so that a bound such
+# as `minimum(lr, 1.09)` is not taken for a no-op.
+LR_INPUTS = (1.0, 3.0, 0.3, 8.0, 0.05, 1.5)
+
+
 def _lr_shape(t: int) -> float:
-    return 1.0 - 0.1 * t  # a varying learning-rate input, so that programs that ignore it differ
+    return LR_INPUTS[t % len(LR_INPUTS)]
 
 
 def trajectory(p: Program, seed: int = 0, shapes=SHAPES, steps: int = STEPS, grads=None):

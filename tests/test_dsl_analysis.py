@@ -104,3 +104,12 @@ def test_hyper_parameters_and_literals_are_the_same_function():
     assert dsl.fingerprint(p) == dsl.fingerprint(p.inline_params())
     assert dsl.equivalent(p, p.inline_params())
     assert dsl.fingerprint(p) != dsl.fingerprint(dsl.load("lion"))
+
+
+def test_a_bound_on_lr_below_a_schedule_peak_is_not_a_no_op():
+    # a task's schedule may peak above 1 (the quickstart's does at 3): `minimum(lr, 1.087)` binds
+    bounded = dsl.parse("def train(w, g, m, v, lr):\n    t = minimum(1.087, lr)\n    update = g * t\n"
+                        "    return update, m, v\n")
+    plain = dsl.parse("def train(w, g, m, v, lr):\n    update = g * lr\n    return update, m, v\n")
+    assert not dsl.equivalent(bounded, plain)
+    assert dsl.fingerprint(bounded) != dsl.fingerprint(plain)
