@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import dsl
 from dsl import Program
 
-from .rewrite import SIMPLE_UNARY, alias, canonical, exact_simplify, with_statement
+from .rewrite import alias, canonical, exact_simplify, unary_rewrites, with_statement
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,7 @@ def _ablations(p: Program):
             if q is not None:
                 yield f"replace `{statement_text(s)}` by {a}", q
     for i, s in enumerate(p.statements):  # a simpler op: `arctan2(u, x)` may act as `sign(u)`
-        if s.op in SIMPLE_UNARY:
-            continue
-        for a in dict.fromkeys(a for a in s.args if isinstance(a, str)):
-            for op in SIMPLE_UNARY:
-                q = with_statement(p, i, dsl.Statement(s.out, op, (a,)))
-                if q is not None:
-                    yield f"rewrite `{statement_text(s)}` as `{statement_text(q.statements[i])}`", q
+        yield from unary_rewrites(p, i, [a for a in s.args if isinstance(a, str)])
     for i in range(len(p) - 1):  # reorder: a statement reads the newer value of a slot, or the older
         a, b = p.statements[i], p.statements[i + 1]
         try:
@@ -102,7 +96,8 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
         not tried where the loss at the program's own lr is above `hopeless`."""
         if loss(q) > hopeless:
             return loss(q), q, 1.0
-        return min(((loss(q.scale_lr(k)), q.scale_lr(k), k) for k in lr_multipliers), key=lambda t: t[0])
+        return min(((loss(r), r, k) for k, r in ((k, q.scale_lr(k)) for k in lr_multipliers)),
+                   key=lambda t: t[0])
 
     steps: list[Step] = []
 

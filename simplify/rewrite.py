@@ -147,16 +147,23 @@ def candidates(p: Program) -> Iterator[tuple[str, Program]]:
                 yield f"drop `{statement_text(t)}` (its readers read {a})", q
     yield from merged_constants(p)
     yield from interp_forms(p)
-    for i, s in enumerate(p.statements):
-        if s.op in SIMPLE_UNARY and dsl.OPS[s.op].arity == 1:
-            continue
-        readable = list(p.inputs) + [t.out for t in p.statements[:i]]
-        for slot in dict.fromkeys(readable):
-            for op in SIMPLE_UNARY:
-                new = Statement(s.out, op, (slot,))
-                q = with_statement(p, i, new)
-                if q is not None:
-                    yield f"rewrite `{statement_text(s)}` as `{statement_text(new)}`", q
+    for i in range(len(p)):
+        yield from unary_rewrites(p, i, list(p.inputs) + [t.out for t in p.statements[:i]])
+
+
+def unary_rewrites(p: Program, i: int, slots) -> Iterator[tuple[str, Program]]:
+    """Statement i rewritten as a simple unary op (SIMPLE_UNARY) of one of `slots`; none for a
+    statement that already is one."""
+    from dsl.text import statement_text
+    s = p.statements[i]
+    if s.op in SIMPLE_UNARY:
+        return
+    for slot in dict.fromkeys(slots):
+        for op in SIMPLE_UNARY:
+            new = Statement(s.out, op, (slot,))
+            q = with_statement(p, i, new)
+            if q is not None:
+                yield f"rewrite `{statement_text(s)}` as `{statement_text(new)}`", q
 
 
 def canonical(p: Program) -> Program:
