@@ -6,7 +6,11 @@
     ev = proxy_tasks.Evaluator("digits_mlp", width=64)    # compiles once per length bucket
     ev.evaluate(p, seeds=(0, 1)); ev.evaluate_direct(p)   # interpreter / per-program jit
 """
-from . import digits, lm, mnist1d, synthetic  # noqa: F401  (registers tasks)
+from . import xla_cache
+
+xla_cache.enable()  # before anything compiles (see xla_cache)
+
+from . import digits, lm, mnist1d, synthetic  # noqa: E402,F401  (registers tasks)
 from .base import COMMON_KNOBS, Fitness, Task, get_task, names, register, task_knobs
 from .engine import BUCKETS, Encoded, Evaluator, encode, evaluate, prepare
 
