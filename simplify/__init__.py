@@ -7,7 +7,8 @@
    arguments, a simple unary op of an argument (`arctan2(u, x)` -> `sign(u)`), a swap of two
    neighbouring statements (read the newer value of a slot), or a rounder constant, when the
    validation loss, at the best of a few lr multipliers, stays within `tolerance` (relative) of
-   the input's (at its best lr multiplier); then the exact rewrites again.
+   the best loss so far (the original program's, or a better one an earlier step reached); then
+   the exact rewrites again.
 Deterministic for given seeds.
 """
 from __future__ import annotations
@@ -119,10 +120,9 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
         take(f"drop {len(p) - len(q)} dead statement(s)", q, base)
     q = exact_simplify(q, log=lambda what, r: take(what, r, base))
     if evaluator is not None:
-        # within tolerance of the input's loss: not of the best loss so far, since with seed noise
-        # a lucky step would then block every later one (measured: stage B losses of one program
-        # differ 20x between two seeds)
-        limit = lambda: base * (1 + tolerance) if math.isfinite(base) else math.inf
+        # within tolerance of the best loss so far: a step that improved is not given back later
+        best = base
+        limit = lambda: best * (1 + tolerance) if math.isfinite(best) else math.inf
         changed, seen = True, {q}  # seen: no program is tried twice, so swaps cannot cycle
         while changed:
             changed = False
@@ -133,6 +133,7 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
                 seen.add(r)
                 value, r, k = tuned(r, hopeless=2 * limit())
                 if value <= limit():
+                    best = min(best, value)
                     take(what + ("" if k == 1.0 else f" (lr x{k:g})"), r, value)
                     q, changed = exact_simplify(r, log=lambda w, x: take(w, x, value)), True
                     break
