@@ -23,6 +23,9 @@ from dsl import Program
 from .rewrite import alias, canonical, exact_simplify, unary_rewrites, with_statement
 
 
+EXTEND = 3  # extra lr-sweep steps past a grid end that keeps winning
+
+
 @dataclass(frozen=True)
 class Step:
     what: str
@@ -41,10 +44,13 @@ def _round_constants(x: float) -> list[float]:
 
 
 def _ablations(p: Program):
-    """Candidate simplifications that change the function: deletions, forwarding an argument, a
-    simple unary op of an argument instead of the statement, swapping two neighbouring statements,
-    rounder constants."""
+    """Candidate simplifications that change the function: a simple unary op of an argument
+    instead of a statement (`arctan2(u, x)` may act as `sign(u)`), deletions, forwarding an
+    argument, swapping two neighbouring statements, rounder constants. Simpler ops come first, so
+    that whether a statement matters is judged on the simplified program."""
     from dsl.text import statement_text
+    for i, s in enumerate(p.statements):
+        yield from unary_rewrites(p, i, [a for a in s.args if isinstance(a, str)])
     for i, s in enumerate(p.statements):
         try:
             yield f"delete `{statement_text(s)}`", p.replace(p.statements[:i] + p.statements[i + 1:])
@@ -54,8 +60,6 @@ def _ablations(p: Program):
             q = alias(p, i, a)
             if q is not None:
                 yield f"replace `{statement_text(s)}` by {a}", q
-    for i, s in enumerate(p.statements):  # a simpler op: `arctan2(u, x)` may act as `sign(u)`
-        yield from unary_rewrites(p, i, [a for a in s.args if isinstance(a, str)])
     for i in range(len(p) - 1):  # reorder: a statement reads the newer value of a slot, or the older
         a, b = p.statements[i], p.statements[i + 1]
         try:
@@ -91,13 +95,25 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
             losses[q] = evaluator.evaluate(q, seeds).loss
         return losses[q]
 
+    grid = sorted(set(lr_multipliers) | {1.0})
+
     def tuned(q: Program, hopeless: float = math.inf) -> tuple[float, Program, float]:
         """(loss at the best lr multiplier, the program at that lr, the multiplier). Other lrs are
-        not tried where the loss at the program's own lr is above `hopeless`."""
+        not tried where the loss at the program's own lr is above `hopeless`. Where the best is at
+        an end of the grid the sweep goes on that way (up to `EXTEND` more steps of the grid's outer
+        ratio): a rewrite such as `arctan2(m, c)` -> `sign(m)` changes the update's scale by about
+        pi, and a grid edge must not decide against it."""
         if loss(q) > hopeless:
             return loss(q), q, 1.0
-        return min(((loss(r), r, k) for k, r in ((k, q.scale_lr(k)) for k in lr_multipliers)),
-                   key=lambda t: t[0])
+        ks = list(grid)
+        score = lambda k: loss(q.scale_lr(k))
+        for _ in range(EXTEND):
+            best = min(ks, key=score)
+            if len(ks) < 2 or best not in (ks[0], ks[-1]):
+                break
+            ks = [ks[0] ** 2 / ks[1]] + ks if best == ks[0] else ks + [ks[-1] ** 2 / ks[-2]]
+        k = min(ks, key=score)
+        return score(k), q.scale_lr(k), k
 
     steps: list[Step] = []
 

@@ -1,4 +1,6 @@
 """Simplification: bloated Lion variants come back as Lion; ablation keeps quality."""
+import re
+
 import pytest
 
 import dsl
@@ -203,5 +205,8 @@ def test_ablation_scores_each_candidate_at_its_best_lr():
     """)
     size = {"steps": 40, "batch": 32, "n_train": 256, "n_val": 128}
     steps = simplify_steps(p, task="logreg", tolerance=0.01, size=size, lr_multipliers=(0.25, 1.0))
-    assert steps[1].what == "tune the lr (x0.25)" and steps[1].loss < steps[0].loss
+    # lr 0.5 is far too large for sign steps: the grid's lower end wins, and the sweep goes on
+    # past it (x1/16, x1/64, ...) while the smaller lr keeps winning
+    k = float(re.fullmatch(r"tune the lr \(x(.*)\)", steps[1].what).group(1))
+    assert k < 0.25 and steps[1].loss < steps[0].loss
     assert all(s.loss <= steps[1].loss * 1.01 for s in steps[1:])
