@@ -47,10 +47,11 @@ def _ablations(p: Program):
     """Candidate simplifications that change the function: a simple unary op of an argument
     instead of a statement (`arctan2(u, x)` may act as `sign(u)`), deletions, forwarding an
     argument, swapping two neighbouring statements, rounder constants. Simpler ops come first, so
-    that whether a statement matters is judged on the simplified program."""
+    that whether a statement matters is judged on the simplified program, and from the output
+    back, as a simpler op near the update leaves what fed only it dead."""
     from dsl.text import statement_text
-    for i, s in enumerate(p.statements):
-        yield from unary_rewrites(p, i, [a for a in s.args if isinstance(a, str)])
+    for i in reversed(range(len(p))):
+        yield from unary_rewrites(p, i, [a for a in p.statements[i].args if isinstance(a, str)])
     for i, s in enumerate(p.statements):
         try:
             yield f"delete `{statement_text(s)}`", p.replace(p.statements[:i] + p.statements[i + 1:])
