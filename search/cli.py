@@ -126,7 +126,8 @@ def cmd_run(args) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir()
     print(f"run directory: {run_dir}", flush=True)
     r = run_pipeline(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
-    print(f"\n# final program ({run_dir / 'final.opt'}), from candidate {r['candidate']}:")
+    print(f"\n# final program ({run_dir / 'final.opt'}), from candidate {r['candidate']} "
+          f"(found at evaluation {r['found_at_evaluation']} of {r['evaluations']}):")
     print(r["final"], end="")
     print(f"# Lion up to its constants (b1, b2, lr scale, weight decay): {'yes' if r['lion_family'] else 'no'}")
     print(f"# stage {r['stage']}: final {r['final_loss']:.4f} (lr x{r['final_lr_multiplier']:g}) "

@@ -75,7 +75,8 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, resume: bool = Fal
     (run_dir / "final.opt").write_text(dsl.to_text(final))
     last = funnel.stages[-1]
     base, ours = tune_on_stage(last, [dsl.to_text(dsl.load(funnel.baseline)), dsl.to_text(final)], funnel)
-    result = {"run_dir": str(run_dir), "candidate": pick["id"], "final": dsl.to_text(final),
+    result = {"run_dir": str(run_dir), "candidate": pick["id"], "found_at_evaluation": pick["id"] + 1,
+              "final": dsl.to_text(final),
               "lion_family": dsl.is_lion(final),
               "stage": last.name, "final_loss": ours["loss"], "baseline_loss": base["loss"],
               "final_lr_multiplier": ours["lr_multiplier"], "baseline_lr_multiplier": base["lr_multiplier"],

@@ -39,6 +39,9 @@ def test_run_does_every_stage_and_writes_final_opt(tmp_path, capsys):
     result = json.loads((run / "final.json").read_text())
     assert dsl.parse(result["final"]) == final and result["stage"] == "B"
     assert result["lion_family"] == dsl.is_lion(final)
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert history[result["found_at_evaluation"] - 1]["id"] == result["candidate"]
+    assert f"found at evaluation {result['found_at_evaluation']} of 30" in out
     assert "== search" in out and "== funnel" in out and "== simplify" in out
     assert "Lion up to its constants" in out and "vs baseline" in out
 

@@ -210,3 +210,23 @@ def test_ablation_scores_each_candidate_at_its_best_lr():
     k = float(re.fullmatch(r"tune the lr \(x(.*)\)", steps[1].what).group(1))
     assert k < 0.25 and steps[1].loss < steps[0].loss
     assert all(s.loss <= steps[1].loss * 1.01 for s in steps[1:])
+
+
+def test_ablation_tries_simpler_ops_from_the_output_back_before_deletions():
+    from simplify import _ablations
+    p = prog("""
+        m = interp(g, m, 0.9)
+        s = m / 2.0
+        update = arctan2(s, 0.5)
+        lr = lr * 0.001
+        update = update * lr
+    """)
+    whats = [what for what, _ in _ablations(p)]
+    first_delete = next(i for i, w in enumerate(whats) if w.startswith("delete"))
+    rewrites = [w for w in whats[:first_delete] if w.startswith("rewrite")]
+    assert rewrites and len(rewrites) == first_delete  # every simpler-op rewrite comes first
+    # nearest the output first: statement by statement from the last one back
+    order = [s for s in ("update = update * lr", "lr = lr * 0.001", "update = arctan2(s, 0.5)", "s = m / 2.0",
+                         "m = interp(g, m, 0.9)") if any(w.startswith(f"rewrite `{s}`") for w in rewrites)]
+    assert [s for s in dict.fromkeys(w.split("`")[1] for w in rewrites)] == order
+    assert "rewrite `update = arctan2(s, 0.5)` as `update = sign(s)`" in rewrites
