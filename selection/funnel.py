@@ -137,11 +137,19 @@ def run_funnel(run_dir: str | Path, cfg: FunnelConfig, progress: bool = True) ->
                 rows[i]["passed"] = False
         alive = survivors
     report = {"run_dir": str(run_dir), "stages": stage_info, "candidates": rows,
-              "survivors": [rows[i]["id"] for i in alive]}
+              "survivors": [rows[i]["id"] for i in alive], "made_from": provenance(run_dir, cfg)}
     out = Path(run_dir)
     (out / "selection.json").write_text(json.dumps(_jsonable(report), indent=1))
     (out / "selection.md").write_text(table(report))
     return report
+
+
+def provenance(run_dir: str | Path, cfg: FunnelConfig) -> dict:
+    """What a funnel's result depends on: its config (not where or how wide it ran) and how many
+    evaluations the run had. A report made from the same is still valid (`lionsearch run --resume`)."""
+    import dataclasses
+    what = dataclasses.replace(cfg, ray=RayConfig())
+    return _jsonable({"config": dataclasses.asdict(what), "evaluations": len(read_history(run_dir))})
 
 
 def _finite(x) -> float:

@@ -17,7 +17,7 @@ from search.config import RunConfig, TaskConfig, load_config
 from search.runner import run_search
 from simplify import simplify_steps
 
-from .funnel import FunnelConfig, Stage, _jsonable, run_funnel, tune_on_stage
+from .funnel import FunnelConfig, Stage, _finite, _jsonable, provenance, run_funnel, tune_on_stage
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def choose(report: dict) -> dict:
 
     def key(r):
         reached = [n for n in order if n in r["stages"]]
-        return -len(reached), r["stages"][reached[-1]]["loss"] if reached else math.inf
+        return -len(reached), _finite(r["stages"][reached[-1]]["loss"]) if reached else math.inf
 
     survivors = [r for r in report["candidates"] if r["passed"]]
     return min(survivors or report["candidates"], key=key)
@@ -61,8 +61,13 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, resume: bool = Fal
     log(f"== search ({cfg.search.evaluations} evaluations on {cfg.task.name})")
     summary = run_search(search_cfg, run_dir, resume=resume, progress=progress)
     funnel = dataclasses.replace(cfg.funnel, ray=cfg.ray)
-    log(f"== funnel ({len(funnel.stages)} stages, top {funnel.top_k})")
-    report = run_funnel(run_dir, funnel, progress=progress)
+    saved = run_dir / "selection.json"
+    report = json.loads(saved.read_text()) if resume and saved.exists() else None
+    if report is not None and report.get("made_from") == json.loads(json.dumps(provenance(run_dir, funnel))):
+        log(f"== funnel: done before ({saved}), with the same config and evaluations")
+    else:
+        log(f"== funnel ({len(funnel.stages)} stages, top {funnel.top_k})")
+        report = run_funnel(run_dir, funnel, progress=progress)
     pick = choose(report)
     log(f"== simplify candidate {pick['id']}")
     check = cfg.simplify.task or funnel.stages[0].task

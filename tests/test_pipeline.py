@@ -25,13 +25,21 @@ simplify: {tolerance: 0.05}
 def test_run_does_every_stage_and_writes_final_opt(tmp_path, capsys):
     cfg_file = tmp_path / "short.yaml"
     cfg_file.write_text(CONFIG)
+    run = tmp_path / "run"
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        assert main(["run", str(cfg_file), "--run-dir", str(tmp_path / "run"), "--no-progress"]) == 0
+        assert main(["run", str(cfg_file), "--run-dir", str(run), "--no-progress"]) == 0
+        out = capsys.readouterr().out
+        # resumed after the funnel (say, killed while simplifying): the search and the funnel
+        # are not run again, and the same final program comes out
+        selection, final_text = (run / "selection.json").read_bytes(), (run / "final.opt").read_text()
+        (run / "final.opt").unlink()
+        assert main(["run", str(cfg_file), "--run-dir", str(run), "--resume", "--no-progress"]) == 0
+        again = capsys.readouterr().out
     finally:
         ray.shutdown()
-    out = capsys.readouterr().out
-    run = tmp_path / "run"
+    assert "== funnel: done before" in again and (run / "selection.json").read_bytes() == selection
+    assert (run / "final.opt").read_text() == final_text
     assert len((run / "history.jsonl").read_text().splitlines()) == 30  # the search ran
     report = json.loads((run / "selection.json").read_text())
     assert [s["name"] for s in report["stages"]] == ["A", "B"]  # the funnel ran
