@@ -6,6 +6,7 @@ failure and its actor replaced, so the search never waits on a stuck or lost wor
 """
 from __future__ import annotations
 
+import math
 import os
 import socket
 import time
@@ -141,6 +142,31 @@ class WorkerPool:
         for actor in list(self._ready) + list(self._starting.values()) + [j.actor for j in self._jobs.values()]:
             ray.kill(actor, no_restart=True)
         self._ready, self._starting, self._jobs, self._queue = deque(), {}, {}, deque()
+
+
+class SeedSplit:
+    """One program trained on many seeds at once, the seeds split across workers (each chunk a
+    one-actor `WorkerPool`, with its retries and time limit). Simplification scores one program
+    at a time on many seeds; this keeps every worker busy with it."""
+
+    def __init__(self, task: str, size: dict, seeds: tuple[int, ...], workers: int, timeout_s: float):
+        seeds = tuple(seeds)
+        chunks = [seeds[i::workers] for i in range(max(1, min(workers, len(seeds))))]
+        self.pools = [(WorkerPool(task, size, c, 1, timeout_s, warm=False), len(c)) for c in chunks]
+
+    def loss(self, program) -> float:
+        """The mean validation loss over all the seeds (inf where any seed's training failed)."""
+        for pool, _ in self.pools:
+            pool.submit(None, program)
+        total = 0.0
+        for pool, n in self.pools:
+            (_, r), = pool.wait()
+            total += r["fitness"] * n if r["status"] == "ok" else math.inf
+        return total / sum(n for _, n in self.pools)
+
+    def shutdown(self) -> None:
+        for pool, _ in self.pools:
+            pool.shutdown()
 
 
 def _failure(status: str, seconds: float = 0.0) -> dict:

@@ -15,6 +15,7 @@ from pathlib import Path
 import dsl
 from search.config import RunConfig, TaskConfig, load_config
 from search.runner import run_search
+from search.workers import SeedSplit
 from simplify import simplify_steps
 
 from .funnel import FunnelConfig, Stage, _finite, _jsonable, provenance, run_funnel, tune_on_stage
@@ -71,11 +72,15 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, resume: bool = Fal
     pick = choose(report)
     log(f"== simplify candidate {pick['id']}")
     check = cfg.simplify.task or funnel.stages[0].task
-    steps = simplify_steps(dsl.parse(pick["program"]), task=check.name, tolerance=cfg.simplify.tolerance,
-                           seeds=check.seeds, size=dict(check.size),
-                           lr_multipliers=cfg.simplify.lr_multipliers,
-                           log=lambda s: log(f"- {s.what}: {len(s.program)} statements"
-                                             + ("" if s.loss is None else f" [loss {s.loss:.4f}]")))
+    split = SeedSplit(check.name, dict(check.size), tuple(check.seeds), cfg.ray.workers, funnel.timeout_s)
+    try:  # one program at a time on many seeds: the seeds are split across the workers
+        steps = simplify_steps(dsl.parse(pick["program"]), task=check.name, tolerance=cfg.simplify.tolerance,
+                               seeds=check.seeds, size=dict(check.size),
+                               lr_multipliers=cfg.simplify.lr_multipliers, scorer=split.loss,
+                               log=lambda s: log(f"- {s.what}: {len(s.program)} statements"
+                                                 + ("" if s.loss is None else f" [loss {s.loss:.4f}]")))
+    finally:
+        split.shutdown()
     final = steps[-1].program
     (run_dir / "final.opt").write_text(dsl.to_text(final))
     last = funnel.stages[-1]

@@ -80,20 +80,23 @@ def _ablations(p: Program):
 
 def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01, seeds: Sequence[int] = (0,),
                    size: dict | None = None, log: Callable[[Step], None] | None = None,
-                   lr_multipliers: Sequence[float] = (1.0,)) -> list[Step]:
+                   lr_multipliers: Sequence[float] = (1.0,),
+                   scorer: Callable[[Program], float] | None = None) -> list[Step]:
     """Every accepted step, the first being the input. `task` (a proxy task name) turns on the
     ablation step; without one only exact, function-preserving steps are taken. Each program on
     the task is scored at its best of `lr_multipliers` (a simpler program may want another lr,
-    as optimizers are compared each at its own tuned lr) and kept at that lr."""
-    evaluator = None
-    if task is not None:
+    as optimizers are compared each at its own tuned lr) and kept at that lr. `scorer` (a
+    program's mean validation loss on the task and seeds, e.g. `search.workers.SeedSplit`)
+    trains elsewhere instead of in this process."""
+    if task is not None and scorer is None:
         import proxy_tasks
         evaluator = proxy_tasks.Evaluator(task, **(size or {}))
+        scorer = lambda q: evaluator.evaluate(q, seeds).loss
     losses: dict[Program, float] = {}
 
     def loss(q: Program) -> float:
         if q not in losses:
-            losses[q] = evaluator.evaluate(q, seeds).loss
+            losses[q] = scorer(q)
         return losses[q]
 
     grid = sorted(set(lr_multipliers) | {1.0})
@@ -124,7 +127,7 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
             log(steps[-1])
 
     p = p.inline_params()
-    if evaluator is None:
+    if task is None:
         take("input", p)
         base = None
     else:
@@ -136,7 +139,7 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
     if q != p:
         take(f"drop {len(p) - len(q)} dead statement(s)", q, base)
     q = exact_simplify(q, log=lambda what, r: take(what, r, base))
-    if evaluator is not None:
+    if task is not None:
         # within tolerance of the best loss so far: a step that improved is not given back later
         best = base
         limit = lambda: best * (1 + tolerance) if math.isfinite(best) else math.inf
@@ -162,10 +165,10 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
 
 def simplify(p: Program, task: str | None = None, tolerance: float = 0.01, seeds: Sequence[int] = (0,),
              size: dict | None = None, log: Callable[[Step], None] | None = None,
-             lr_multipliers: Sequence[float] = (1.0,)) -> Program:
+             lr_multipliers: Sequence[float] = (1.0,), scorer: Callable[[Program], float] | None = None) -> Program:
     """The simplest program found: equivalent to `p` without a task; within `tolerance` of its
     validation loss on `task` with one."""
-    return simplify_steps(p, task, tolerance, seeds, size, log, lr_multipliers)[-1].program
+    return simplify_steps(p, task, tolerance, seeds, size, log, lr_multipliers, scorer)[-1].program
 
 
 __all__ = ["Step", "simplify", "simplify_steps"]

@@ -95,6 +95,24 @@ def test_a_candidate_past_the_time_limit_is_a_failure(local_ray, tmp_path):
     assert summary["timeouts"] >= 1
 
 
+def test_seed_split_scores_like_one_process_over_all_seeds(local_ray):
+    import math
+    import proxy_tasks
+    from search.workers import SeedSplit
+    seeds = (0, 1, 2)
+    split = SeedSplit(TASK.name, dict(TASK.size), seeds, 2, timeout_s=60.0)
+    try:
+        assert [n for _, n in split.pools] == [2, 1]  # seeds 0, 2 on one worker, 1 on the other
+        here = proxy_tasks.Evaluator(TASK.name, **TASK.size)
+        for name in ("adamw", "lion"):
+            p = dsl.load(name)
+            assert split.loss(p) == pytest.approx(here.evaluate(p, seeds).loss, rel=1e-6)
+        diverging = dsl.parse("def train(w, g, m, v, lr):\n    t = exp(w)\n    update = t * 1e30\n    return update, m, v\n")
+        assert split.loss(diverging) == math.inf
+    finally:
+        split.shutdown()
+
+
 def test_resume_after_kill_9_loses_and_repeats_nothing(tmp_path):
     cfg_file = tmp_path / "quick.yaml"
     cfg_file.write_text(
