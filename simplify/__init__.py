@@ -3,12 +3,13 @@
 1. drop redundant statements (dead code, by dependency analysis);
 2. exact rewrites checked by `dsl.equivalent` (no-op arithmetic, `sign(sign(x))`, `m / sqrt(m*m)`
    as `sign(m)`, merged constants, folded `interp` chains), to a fixpoint;
-3. with a check task: ablation, keeping a deletion, a replacement by one of a statement's
-   arguments, a simple unary op of an argument (`arctan2(u, x)` -> `sign(u)`), a swap of two
-   neighbouring statements (read the newer value of a slot), or a rounder constant, when the
-   validation loss, at the best of a few lr multipliers, stays within `tolerance` (relative) of
-   the best loss so far (the original program's, or a better one an earlier step reached); then
-   the exact rewrites again.
+3. with a check task: ablation, keeping (tried in this order) a simple unary op of an argument
+   (`arctan2(u, x)` -> `sign(u)`; from the output back), a deletion, a replacement by one of a
+   statement's arguments, a swap of two neighbouring statements (read the newer value of a
+   slot), or a rounder constant, when the validation loss, at the best lr multiplier (the sweep
+   goes on past a winning end of the grid), stays within `tolerance` (relative) of the best loss
+   so far (the original program's, or a better one an earlier step reached); then the exact
+   rewrites again.
 Deterministic for given seeds.
 """
 from __future__ import annotations
