@@ -7,6 +7,7 @@ baseline's best on that stage. Stages run on the same Ray worker pool machinery 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -146,10 +147,11 @@ def run_funnel(run_dir: str | Path, cfg: FunnelConfig, progress: bool = True) ->
 
 def provenance(run_dir: str | Path, cfg: FunnelConfig) -> dict:
     """What a funnel's result depends on: its config (not where or how wide it ran) and how many
-    evaluations the run had. A report made from the same is still valid (`lionsearch run --resume`)."""
-    import dataclasses
+    evaluations the run had, as it reads back from `selection.json`. A report made from the same is
+    still valid (`lionsearch run --resume`)."""
     what = dataclasses.replace(cfg, ray=RayConfig())
-    return _jsonable({"config": dataclasses.asdict(what), "evaluations": len(read_history(run_dir))})
+    return json.loads(json.dumps(_jsonable({"config": dataclasses.asdict(what),
+                                            "evaluations": len(read_history(run_dir))})))
 
 
 def _finite(x) -> float:

@@ -64,7 +64,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, resume: bool = Fal
     funnel = dataclasses.replace(cfg.funnel, ray=cfg.ray)
     saved = run_dir / "selection.json"
     report = json.loads(saved.read_text()) if resume and saved.exists() else None
-    if report is not None and report.get("made_from") == json.loads(json.dumps(provenance(run_dir, funnel))):
+    if report is not None and report.get("made_from") == provenance(run_dir, funnel):
         log(f"== funnel: done before ({saved}), with the same config and evaluations")
     else:
         log(f"== funnel ({len(funnel.stages)} stages, top {funnel.top_k})")
