@@ -14,6 +14,10 @@ run on the flat vector; reductions split it into the model's tensors (static sli
 op to each tensor at its own shape, as `dsl.execute.run` does per leaf. Memory `m`/`v` are rows 2/3
 and carry over from step to step. Each statement is one `lax.switch` over the op table inside a
 `fori_loop` bounded by the real length, so padding costs nothing.
+
+Every compiled run takes a vector of seeds and trains them all in one executable (`vmap` over the
+seed, the program's arrays shared): the op index of the switch stays unbatched, so each statement
+still runs one op, now on k rows at once. A fitness over several seeds costs far less than k runs.
 """
 from __future__ import annotations
 
@@ -144,9 +148,10 @@ def _branches(layout: Layout) -> list[Callable]:
 
 def make_run(task: Task, opt_init: Callable, opt_update: Callable, flat: bool) -> Callable:
     """A function (opt_args, seed, data) -> (val_loss, val_acc, status_index): one whole training
-    run. `opt_init(params, opt_args) -> state`; `opt_update(opt_args, params, grads, state, lr,
-    step) -> (update, state)`; the loop applies `params - update`. With `flat`, params are one
-    vector (the interpreter's layout); otherwise the task's pytree."""
+    run (`seeded` compiles it over a vector of seeds). `opt_init(params, opt_args) -> state`;
+    `opt_update(opt_args, params, grads, state, lr, step) -> (update, state)`; the loop applies
+    `params - update`. With `flat`, params are one vector (the interpreter's layout); otherwise
+    the task's pytree."""
     layout = Layout(jax.eval_shape(task.init, jax.random.PRNGKey(0)))
     to_model = layout.unflatten if flat else (lambda p: p)
     limit, loss_limit = float(task.blowup), float(task.loss_limit)
@@ -187,6 +192,12 @@ def make_run(task: Task, opt_init: Callable, opt_update: Callable, flat: bool) -
     return run
 
 
+def seeded(run: Callable) -> Callable:
+    """`run` jitted over a vector of seeds: (opt_args, seeds int32[k], data) -> arrays of k results.
+    opt_args and data are shared by every seed."""
+    return jax.jit(jax.vmap(run, in_axes=(None, 0, None)))
+
+
 def interpreter(task: Task, L: int) -> Callable:
     """The jitted training run of the interpreter for programs padded to length L."""
     layout = Layout(jax.eval_shape(task.init, jax.random.PRNGKey(0)))
@@ -208,7 +219,7 @@ def interpreter(task: Task, L: int) -> Callable:
         env = jax.lax.fori_loop(0, prog["n"], body, env)
         return env[prog["update"]], env
 
-    return jax.jit(make_run(task, opt_init, opt_update, flat=True))
+    return seeded(make_run(task, opt_init, opt_update, flat=True))
 
 
 def _direct_opt(p: Program):
@@ -228,14 +239,14 @@ def _direct_opt(p: Program):
 
 def direct(task: Task, p: Program) -> Callable:
     """The same training run with `p` compiled directly (`dsl.tree_update`), jitted per program."""
-    return jax.jit(make_run(task, *_direct_opt(p), flat=False))
+    return seeded(make_run(task, *_direct_opt(p), flat=False))
 
 
 def direct_many(task: Task, programs: Sequence[Program]) -> Callable:
     """Several programs compiled directly into one jitted function (seed, data) -> [results]: one
     XLA compile instead of one per program (used by tests; each program is still traced as is)."""
     runs = [make_run(task, *_direct_opt(p), flat=False) for p in programs]
-    return jax.jit(lambda seed, data: [r(None, seed, data) for r in runs])
+    return seeded(lambda _, seed, data: [r(None, seed, data) for r in runs])
 
 
 def optax_run(task: Task, make_tx: Callable) -> Callable:
@@ -250,21 +261,22 @@ def optax_run(task: Task, make_tx: Callable) -> Callable:
         upd, state = make_tx(lambda c: scale * task.schedule(c)).update(grads, state, params)
         return jax.tree.map(jnp.negative, upd), state
 
-    return jax.jit(make_run(task, opt_init, opt_update, flat=False))
+    return seeded(make_run(task, opt_init, opt_update, flat=False))
 
 
 # ---- evaluators --------------------------------------------------------------------------------
 
-def _seeds(seeds) -> tuple[int, ...]:
+def _seeds(seeds) -> jax.Array:
     seeds = (seeds,) if isinstance(seeds, (int, np.integer)) else tuple(int(s) for s in seeds)
     if not seeds:
         raise ValueError("evaluate needs at least one seed")
-    return seeds
+    return jnp.asarray(seeds, jnp.int32)
 
 
 def _fitness(results, t0: float) -> Fitness:
+    """The Fitness of one program from a seeded run's (losses[k], accuracies[k], codes[k])."""
     losses, accs, status = [], [], "ok"
-    for vl, va, code in results:
+    for vl, va, code in zip(*(np.asarray(r) for r in results)):
         code = int(code)
         if code != 0 and status == "ok":
             status = STATUS[code]
@@ -303,32 +315,30 @@ class Evaluator:
             self._compiled[bucket] = interpreter(self.task, bucket)
         return self._compiled[bucket]
 
-    def warm(self, buckets: Sequence[int] | None = None) -> None:
-        """Compile ahead of time (by running a one-statement program)."""
+    def warm(self, buckets: Sequence[int] | None = None, seeds: Sequence[int] = (0,)) -> None:
+        """Compile ahead of time for this many seeds (by running a one-statement program)."""
         p = dsl.parse("def train(w, g, m, v, lr):\n    update = g * lr\n    return update, m, v\n")
         for b in buckets or self.buckets:
             enc = encode(p, (b,))
-            jax.block_until_ready(self.compiled(b)(enc.arrays(), 0, self.data))
+            jax.block_until_ready(self.compiled(b)(enc.arrays(), _seeds(seeds), self.data))
 
     def evaluate(self, p: Program, seeds: Sequence[int] = (0,)) -> Fitness:
-        """Train `p` once per seed with the compile-once interpreter; mean validation loss."""
+        """Train `p` on every seed at once with the compile-once interpreter (one executable per
+        bucket and number of seeds); mean validation loss over the seeds."""
         t0 = time.perf_counter()
         enc = encode(p, self.buckets)
-        fn, arrays, data = self.compiled(enc.bucket), enc.arrays(), self.data
-        return _fitness([fn(arrays, s, data) for s in _seeds(seeds)], t0)
+        return _fitness(self.compiled(enc.bucket)(enc.arrays(), _seeds(seeds), self.data), t0)
 
     def evaluate_direct(self, p: Program, seeds: Sequence[int] = (0,)) -> Fitness:
         """The same training with `p` compiled directly (jax.jit per program): the reference."""
         t0 = time.perf_counter()
-        fn, data = direct(self.task, p), self.data
-        return _fitness([fn(None, s, data) for s in _seeds(seeds)], t0)
+        return _fitness(direct(self.task, p)(None, _seeds(seeds), self.data), t0)
 
     def evaluate_direct_many(self, programs: Sequence[Program], seeds: Sequence[int] = (0,)) -> list[Fitness]:
         """`evaluate_direct` for several programs with one compile (seconds: the total, shared)."""
         t0 = time.perf_counter()
-        fn, data = direct_many(self.task, list(programs)), self.data
-        per_seed = [fn(s, data) for s in _seeds(seeds)]
-        return [_fitness([r[i] for r in per_seed], t0) for i in range(len(programs))]
+        results = direct_many(self.task, list(programs))(None, _seeds(seeds), self.data)
+        return [_fitness(r, t0) for r in results]
 
     def optax_fn(self, make_tx: Callable) -> Callable:
         """A compiled training run for an optax optimizer family (see `optax_run`), cached."""
@@ -341,8 +351,7 @@ class Evaluator:
         schedule is the task's lr shape times `lr` (e.g. `lambda s: optax.adamw(s, weight_decay=1e-4)`).
         One compile per `make_tx` object serves every lr."""
         t0 = time.perf_counter()
-        fn, data = self.optax_fn(make_tx), self.data
-        return _fitness([fn(jnp.float32(lr), s, data) for s in _seeds(seeds)], t0)
+        return _fitness(self.optax_fn(make_tx)(jnp.float32(lr), _seeds(seeds), self.data), t0)
 
 
 _EVALUATORS: dict[tuple, Evaluator] = {}

@@ -25,9 +25,9 @@ class Evaluator:
         os.environ.update(_WORKER_ENV)
         import proxy_tasks
         self.evaluator = proxy_tasks.Evaluator(task, **size)
-        if warm:  # compile every length bucket now, so that time limits see training only
-            self.evaluator.warm()
         self.seeds = tuple(seeds)
+        if warm:  # compile every length bucket now, so that time limits see training only
+            self.evaluator.warm(seeds=self.seeds)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def node_id(self) -> str:
