@@ -35,7 +35,7 @@ def _prod(coef: float, factors) -> Expr:
             flat.extend(f[2])
         elif _is_const(f):
             coef *= f[1]
-        else:
+        elif f != ("one",):
             flat.append(f)
     if coef == 0.0:
         return _const(0.0)
@@ -52,6 +52,8 @@ def _prod(coef: float, factors) -> Expr:
         rest = [f for f in flat if f[0] != "sum"]
         first = sums[0]
         return _sum([(coef * c, _prod(1.0, rest + [t] + sums[1:])) for c, t in first[1]])
+    if coef == 1.0 and len(flat) == 1:  # `1 x` is `x`
+        return flat[0]
     return ("prod", coef, tuple(sorted(flat, key=repr)))
 
 
@@ -69,7 +71,7 @@ def _terms(e: Expr):
 def _sum(pairs) -> Expr:
     merged: dict = {}
     for c, t in pairs:
-        for c2, t2 in _terms(t) if t[0] in ("sum",) else [(1.0, t)]:
+        for c2, t2 in _terms(t):
             merged[t2] = merged.get(t2, 0.0) + c * c2
     items = sorted(((c, t) for t, c in merged.items() if c != 0.0), key=lambda ct: repr(ct[1]))
     if not items:
@@ -164,8 +166,9 @@ def shape(e: Expr) -> Expr:
         return e
     if e[0] == "sum":
         return ("sum", tuple(sorted((shape(t) for _, t in e[1]), key=repr)))
-    if e[0] == "prod":
-        return ("prod", tuple(sorted((shape(f) for f in e[2]), key=repr)))
+    if e[0] == "prod":  # `c x` has the shape of `x`
+        fs = sorted((shape(f) for f in e[2]), key=repr)
+        return fs[0] if len(fs) == 1 else ("prod", tuple(fs))
     return (e[0], *(shape(a) for a in e[1:]))
 
 
