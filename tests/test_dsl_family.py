@@ -1,5 +1,6 @@
-"""Lion-family check: the same algorithm as Lion up to its constants."""
+"""Program families: the same algorithm up to constants, and which algorithm a program is."""
 import pytest
+from pytest import approx
 
 import dsl
 
@@ -10,12 +11,10 @@ def prog(*lines):
     return dsl.parse("def train(w, g, m, v, lr):\n" + "".join(f"    {l}\n" for l in lines) + "    return update, m, v\n")
 
 
-LION_FAMILY = {
+# ---- equivalent_up_to_constants ----------------------------------------------------------------
+
+LION_SHAPED = {
     "other hyper-parameters": dsl.load("lion", b1=0.5, b2=0.7, wd=0.3),
-    "the warm start with sign(m) inserted (Lion with b1 = b2, lr scale 1e-3)": prog(
-        "g2 = square(g)", "m = interp(g, m, 0.9)", "v = interp(g2, v, 0.999)", "sqrt_v = sqrt(v)",
-        "update = m / sqrt_v", "update = sign(m)", "wd = w * 0.01", "update = update + wd",
-        "lr = lr * 0.001", "update = update * lr"),
     "lr distributed over the sum": prog(
         "c = interp(g, m, 0.8)", "s = sign(c)", "a = s * lr", "d = w * lr", "d = d * 0.1", "update = a + d",
         "m = interp(g, m, 0.95)"),
@@ -26,6 +25,12 @@ LION_FAMILY = {
         "a = v * 0.7", "b = g * 0.3", "c = a + b", "s = sign(c)", "d = w * 0.1", "update = s + d",
         "update = update * lr", "v = interp(g, v, 0.95)"),
 }
+
+# Lion's shape with b1 = b2: equal to Lion up to constants, but signum by family
+WARM_START_SIGNUM = prog(
+    "g2 = square(g)", "m = interp(g, m, 0.9)", "v = interp(g2, v, 0.999)", "sqrt_v = sqrt(v)",
+    "update = m / sqrt_v", "update = sign(m)", "wd = w * 0.01", "update = update + wd",
+    "lr = lr * 0.001", "update = update * lr")
 
 NOT_LION = {
     "AdamW": dsl.load("adamw_warmstart"),
@@ -45,21 +50,201 @@ NOT_LION = {
 }
 
 
-@pytest.mark.parametrize("name", list(LION_FAMILY))
-def test_lion_family(name):
-    assert dsl.equivalent_up_to_constants(LION_FAMILY[name], LION)
-    assert dsl.is_lion(LION_FAMILY[name])
+@pytest.mark.parametrize("name", list(LION_SHAPED))
+def test_lion_shaped(name):
+    assert dsl.equivalent_up_to_constants(LION_SHAPED[name], LION)
+    assert dsl.is_lion(LION_SHAPED[name])
+
+
+def test_signum_has_lions_shape_but_is_not_lion():
+    assert dsl.equivalent_up_to_constants(WARM_START_SIGNUM, LION)
+    assert not dsl.is_lion(WARM_START_SIGNUM)
+    f = dsl.family(WARM_START_SIGNUM)
+    assert f.name == "signum" and f.constants == approx({"b1": 0.9, "b2": 0.9, "wd": 0.01, "lr_scale": 0.001})
 
 
 @pytest.mark.parametrize("name", list(NOT_LION))
 def test_not_lion(name):
     assert not dsl.equivalent_up_to_constants(NOT_LION[name], LION)
-    # is_lion lets the weight decay be 0, and nothing else
+    # a weight decay of 0 is one of Lion's constants
     assert dsl.is_lion(NOT_LION[name]) == (name == "no weight decay term")
 
 
 @pytest.mark.parametrize("name", dsl.builtin_names())
-def test_every_builtin_is_its_own_family(name):
+def test_every_builtin_is_its_own_shape(name):
     p = dsl.load(name)
     assert dsl.equivalent_up_to_constants(p, p)
     assert dsl.equivalent_up_to_constants(p, LION) == (name == "lion")
+
+
+# ---- equal_slots -------------------------------------------------------------------------------
+
+# Exactly Lion (from a real run): the momentum is computed in v, and m copies it at the end.
+LION_COPIED = prog(
+    "v = interp(g, v, 0.99)", "c = interp(g, m, 0.9)", "s = sign(c)", "d = w * 0.01", "update = s + d",
+    "m = v * 1.0", "update = update * lr")
+# The paper's Program 4 simplified (from a real run): signum, its momentum carried through v.
+PROGRAM_4 = prog("m = interp(g, v, 0.9)", "v = interp(g, m, 1.0)", "s = sign(m)", "update = s + w")
+
+
+def test_equal_slots():
+    assert dsl.equal_slots(LION_COPIED) == [("m", "v")]
+    assert dsl.equal_slots(PROGRAM_4) == [("m", "v")]
+    assert dsl.equal_slots(LION) == [("m",), ("v",)]
+    assert dsl.equal_slots(dsl.load("adamw_warmstart")) == [("m",), ("v",)]
+    assert dsl.equal_slots(dsl.load("sgd")) == [("m", "v")]  # neither is ever written
+    # the same rule written differently: equal up to rounding
+    assert dsl.equal_slots(prog("m = interp(g, m, 0.9)", "a = v * 0.9", "b = g * 0.1", "v = a + b",
+                                "update = v * lr")) == [("m", "v")]
+    # the same rate on different inputs
+    assert dsl.equal_slots(prog("m = interp(g, m, 0.9)", "v = interp(w, v, 0.9)", "update = m + v")) \
+        == [("m",), ("v",)]
+
+
+# ---- family ------------------------------------------------------------------------------------
+
+BUILTIN_FAMILIES = {
+    "adam": "adam", "adamw": "adam", "adamw_warmstart": "adam", "lion": "lion", "momentum": "momentum",
+    "nesterov": "momentum", "sgd": "sgd", "signsgd": "signsgd",
+}
+
+
+def test_every_builtin_has_its_family():
+    assert set(BUILTIN_FAMILIES) == set(dsl.builtin_names())
+    for name, fam in BUILTIN_FAMILIES.items():
+        assert dsl.family(dsl.load(name)).name == fam, name
+
+
+@pytest.mark.parametrize("name, constants", [
+    ("lion", {"b1": 0.9, "b2": 0.99, "wd": 0.01, "lr_scale": 1.0}),
+    ("adam", {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "lr_scale": 1.0, "bias_correction": True}),
+    ("adamw", {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "wd": 1e-4, "lr_scale": 1.0, "bias_correction": True}),
+    ("adamw_warmstart", {"b1": 0.9, "b2": 0.999, "wd": 0.01, "lr_scale": 0.001}),
+    # heavy ball m <- g + 0.9 m is 10 times an EMA of rate 0.9, and the update reads the new m
+    ("momentum", {"b1": 0.9, "b2": 0.9, "lr_scale": 10.0}),
+    # nesterov: g + 0.9 (g + 0.9 m) = 10 (0.19 g + 0.81 EMA)
+    ("nesterov", {"b1": 0.81, "b2": 0.9, "lr_scale": 10.0}),
+    ("sgd", {"lr_scale": 1.0}),
+    ("signsgd", {"lr_scale": 1.0}),
+])
+def test_builtin_constants(name, constants):
+    assert dsl.family(dsl.load(name)).constants == approx(constants)
+
+
+FAMILIES = {
+    # lion
+    "the copy at the end of the step (exactly Lion)": (LION_COPIED, "lion", {"b1": 0.9, "b2": 0.99, "wd": 0.01, "lr_scale": 1.0}),
+    "other hyper-parameters": (dsl.load("lion", b1=0.5, b2=0.7, wd=0.3), "lion", {"b1": 0.5, "b2": 0.7, "wd": 0.3, "lr_scale": 1.0}),
+    "weight decay 0": (dsl.load("lion", wd=0.0), "lion", {"b1": 0.9, "b2": 0.99, "lr_scale": 1.0}),
+    "momentum renamed to v": (prog(
+        "c = interp(g, v, 0.8)", "s = sign(c)", "d = w * 0.1", "update = s + d", "update = update * lr",
+        "v = interp(g, v, 0.95)"), "lion", {"b1": 0.8, "b2": 0.95, "wd": 0.1, "lr_scale": 1.0}),
+    "momentum through the other slot": (prog(
+        "c = interp(g, m, 0.9)", "s = sign(c)", "update = s * lr", "v = interp(g, m, 0.99)", "m = v * 1.0"),
+        "lion", {"b1": 0.9, "b2": 0.99, "lr_scale": 1.0}),
+    # M <- 0.99 M + g is 100 EMA: sign(0.009 M + 0.1 g) is Lion's b1 0.9
+    "momentum without the (1 - b) factor": (prog(
+        "a = m * 0.009", "b = g * 0.1", "c = a + b", "s = sign(c)", "update = s * lr", "mb = m * 0.99",
+        "m = mb + g"), "lion", {"b1": 0.9, "b2": 0.99, "lr_scale": 1.0}),
+    "momentum of -g": (prog(
+        "a = m * 0.009", "b = g * 0.1", "c = b - a", "s = sign(c)", "update = s * lr", "mb = m * 0.99",
+        "m = mb - g"), "lion", {"b1": 0.9, "b2": 0.99, "lr_scale": 1.0}),
+    "lr applied twice, |lr|, lr scaled": (prog(
+        "c = interp(g, m, 0.9)", "s = sign(c)", "l = abs(lr)", "a = s * l", "d = w * lr", "d = d * 0.003",
+        "update = a + d", "update = update * 0.3", "m = interp(g, m, 0.99)"),
+        "lion", {"b1": 0.9, "b2": 0.99, "wd": 0.003, "lr_scale": 0.3}),
+    "weight decay without the lr factor": (prog(
+        "c = interp(g, m, 0.9)", "s = sign(c)", "a = s * lr", "d = w * 0.001", "update = a + d",
+        "m = interp(g, m, 0.99)"), "lion", {"b1": 0.9, "b2": 0.99, "wd": 0.001, "lr_scale": 1.0, "wd_schedule": False}),
+    # the update ignores the current gradient: b1 = 1 in Lion's formula
+    "sign of the momentum before its update": (prog(
+        "s = sign(m)", "update = s * lr", "m = interp(g, m, 0.9)"), "lion", {"b1": 1.0, "b2": 0.9, "lr_scale": 1.0}),
+    # signum
+    "Lion with b1 = b2": (dsl.load("lion", b1=0.9, b2=0.9), "signum", {"b1": 0.9, "b2": 0.9, "wd": 0.01, "lr_scale": 1.0}),
+    "Program 4 simplified (no lr factor)": (PROGRAM_4, "signum", {
+        "b1": 0.9, "b2": 0.9, "wd": 1.0, "lr_scale": 1.0, "lr_schedule": False, "wd_schedule": False}),
+    "the sign of the updated momentum, momentum without (1 - b)": (prog(
+        "mb = m * 0.95", "m = mb + g", "s = sign(m)", "update = s * lr"), "signum", {"b1": 0.95, "b2": 0.95, "lr_scale": 1.0}),
+    # signsgd
+    "signsgd with weight decay": (prog(
+        "s = sign(g)", "d = w * 0.1", "update = s + d", "update = update * lr"), "signsgd", {"wd": 0.1, "lr_scale": 1.0}),
+    "signsgd, a momentum nobody reads": (prog(
+        "m = interp(g, m, 0.9)", "update = sign(g)", "lr = lr * 0.01", "update = update * lr"), "signsgd", {"lr_scale": 0.01}),
+    # adam, rmsprop
+    "adam with the moments' slots swapped": (prog(
+        "v = interp(g, v, 0.9)", "g2 = square(g)", "m = interp(g2, m, 0.99)", "r = sqrt(m)", "update = v / r",
+        "update = update * lr"), "adam", {"b1": 0.9, "b2": 0.99, "lr_scale": 1.0}),
+    "adam with epsilon inside the square root": (prog(
+        "m = interp(g, m, 0.9)", "g2 = g * g", "v = interp(g2, v, 0.99)", "e = v + 1e-06", "r = rsqrt(e)",
+        "update = m * r", "update = update * lr"), "adam", {"b1": 0.9, "b2": 0.99, "eps_in_sqrt": 1e-6, "lr_scale": 1.0}),
+    "rmsprop": (prog(
+        "g2 = g * g", "v = interp(g2, v, 0.9)", "r = sqrt(v)", "r = r + 1e-08", "update = g / r",
+        "update = update * lr"), "rmsprop", {"b2": 0.9, "eps": 1e-8, "lr_scale": 1.0}),
+    # second moment without (1 - b): sqrt(1000 EMA) = 31.6 sqrt(EMA)
+    "rmsprop, second moment without the (1 - b) factor": (prog(
+        "g2 = g * g", "vb = v * 0.999", "v = vb + g2", "r = sqrt(v)", "update = g / r", "update = update * lr"),
+        "rmsprop", {"b2": 0.999, "lr_scale": 1000 ** -0.5}),
+    # momentum, sgd
+    "heavy ball reading the old momentum": (prog(
+        "update = m * lr", "m = interp(g, m, 0.9)"), "momentum", {"b1": 1.0, "b2": 0.9, "lr_scale": 1.0}),
+    "sgd with weight decay, no lr factor": (prog(
+        "d = w * 0.01", "update = g + d", "update = update * 0.1"), "sgd", {"wd": 0.01, "lr_scale": 0.1, "lr_schedule": False, "wd_schedule": False}),
+}
+
+OTHER = {
+    "a constant offset": prog("s = sign(m)", "update = interp(-0.668, s, 0.74)", "update = update * lr",
+                              "m = interp(g, m, 0.9)"),
+    "sign of a product": NOT_LION["sign of a product"],
+    "an ascent direction": prog("c = interp(g, m, 0.9)", "s = sign(c)", "update = -s", "update = update * lr",
+                                "m = interp(g, m, 0.99)"),
+    "sgd uphill": prog("update = g * -0.1"),
+    # a running sum never forgets: not an EMA, so neither Lion nor momentum
+    "the sign of a running sum": NOT_LION["m a running sum, not an EMA"],
+    "a running sum": prog("m = m + g", "update = m * lr"),
+    "an EMA of sign(g)": prog("s = sign(g)", "m = interp(s, m, 0.9)", "update = m * lr"),
+    "the sign times g": prog("c = interp(g, m, 0.9)", "s = sign(c)", "update = s * g", "m = interp(g, m, 0.99)"),
+    "two momenta of different rates": prog("m = interp(g, m, 0.9)", "v = interp(g, v, 0.99)", "c = m + v",
+                                           "update = sign(c)"),
+    "lr in the momentum": prog("a = g * lr", "m = interp(a, m, 0.9)", "update = sign(m)"),
+    "b1 outside [0, 1]": prog("a = m * 2.0", "b = g * -1.0", "c = a + b", "update = sign(c)", "m = interp(g, m, 0.9)"),
+    "blind to the gradient": prog("update = w * lr"),
+    "an ever-zero momentum": prog("update = sign(m)", "m = m * 0.9"),
+    "adam with a sign in the numerator": prog(
+        "m = interp(g, m, 0.9)", "s = sign(m)", "g2 = g * g", "v = interp(g2, v, 0.99)", "r = sqrt(v)",
+        "update = s / r"),
+}
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_family(name):
+    p, fam, constants = FAMILIES[name]
+    f = dsl.family(p)
+    assert f.name == fam
+    assert f.constants == approx(constants)
+    assert dsl.is_lion(p) == (fam == "lion")
+
+
+@pytest.mark.parametrize("name", list(OTHER))
+def test_other(name):
+    assert dsl.family(OTHER[name]) == dsl.Family("other", {})
+
+
+def test_the_two_programs_from_real_runs():
+    assert dsl.equivalent(LION_COPIED, LION)
+    assert str(dsl.family(LION_COPIED)) == "lion (b1 0.9, b2 0.99, wd 0.01, lr x1)"
+    assert str(dsl.family(PROGRAM_4)) == "signum (b 0.9, wd 1, lr x1, no lr factor, wd without lr)"
+
+
+def test_family_does_not_depend_on_names_or_slots():
+    base = dsl.family(LION)
+    renamed = prog("c = interp(g, v, 0.9)", "update = sign(c)", "d = w * 0.01", "update = update + d",
+                   "update = update * lr", "v = interp(g, v, 0.99)")
+    assert dsl.family(renamed) == base == dsl.family(LION_COPIED)
+    assert hash(dsl.family(renamed)) == hash(base)
+
+
+def test_str_rounds_to_three_digits():
+    f = dsl.family(dsl.load("lion", b1=0.912345, b2=0.99, wd=0.0123456))
+    assert str(f) == "lion (b1 0.912, b2 0.99, wd 0.0123, lr x1)"
+    assert str(dsl.family(dsl.load("adam"))) == "adam (b1 0.9, b2 0.999, eps 1e-08, lr x1, bias correction)"
+    assert str(dsl.family(OTHER["a running sum"])) == "other"

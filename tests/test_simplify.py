@@ -189,8 +189,8 @@ def test_ablation_proposes_reordering_neighbours_but_not_no_op_swaps():
         update = update * lr
     """)
     moves = {what: q for what, q in _ablations(lagged) if what.startswith("move")}
-    # sign reads the new momentum once moved: Lion with b1 = b2
-    assert dsl.is_lion(moves["move `update = sign(m)` after `m = interp(g, m, 0.9)`"])
+    # sign reads the new momentum once moved: signum (Lion with b1 = b2)
+    assert dsl.family(moves["move `update = sign(m)` after `m = interp(g, m, 0.9)`"]).name == "signum"
     # decay and lr are independent: swapping them changes nothing, so it is not a candidate
     assert not any("decay" in what and "lr = lr" in what for what in moves)
 
