@@ -113,9 +113,9 @@ def _sign(a: Expr) -> Expr:
         return _prod(math.copysign(1.0, a[1]), [_sign(f) for f in a[2]])
     if a[0] in ("sign",):
         return a
-    if a[0] == "sum" and len(a[1]) >= 1:  # sign(c (x + y)): keep the first coefficient positive
+    if a[0] == "sum" and len(a[1]) >= 1:  # sign(c0 x + c1 y) = sign(c0) sign(x + (c1 / c0) y)
         c0 = a[1][0][0]
-        return _prod(math.copysign(1.0, c0), [("sign", _sum([(c / abs(c0), t) for c, t in a[1]]))])
+        return _prod(math.copysign(1.0, c0), [("sign", _sum([(c / c0, t) for c, t in a[1]]))])
     return ("sign", a)
 
 

@@ -153,6 +153,9 @@ FAMILIES = {
         "c = interp(g, m, 0.9)", "s = sign(c)", "l = abs(lr)", "a = s * l", "d = w * lr", "d = d * 0.003",
         "update = a + d", "update = update * 0.3", "m = interp(g, m, 0.99)"),
         "lion", {"b1": 0.9, "b2": 0.99, "wd": 0.003, "lr_scale": 0.3}),
+    "the sign of the negated interp, negated": (prog(
+        "c = interp(g, m, 0.9)", "c = -c", "s = sign(c)", "s = -s", "d = w * 0.01", "update = s + d",
+        "update = update * lr", "m = interp(g, m, 0.99)"), "lion", {"b1": 0.9, "b2": 0.99, "wd": 0.01, "lr_scale": 1.0}),
     "weight decay without the lr factor": (prog(
         "c = interp(g, m, 0.9)", "s = sign(c)", "a = s * lr", "d = w * 0.001", "update = a + d",
         "m = interp(g, m, 0.99)"), "lion", {"b1": 0.9, "b2": 0.99, "wd": 0.001, "lr_scale": 1.0, "wd_schedule": False}),
@@ -198,6 +201,8 @@ OTHER = {
     "an ascent direction": prog("c = interp(g, m, 0.9)", "s = sign(c)", "update = -s", "update = update * lr",
                                 "m = interp(g, m, 0.99)"),
     "sgd uphill": prog("update = g * -0.1"),
+    "the sign of the negated interp": prog("c = interp(g, m, 0.9)", "c = -c", "update = sign(c)", "d = w * 0.01",
+                                           "update = update + d", "update = update * lr", "m = interp(g, m, 0.99)"),
     # a running sum never forgets: not an EMA, so neither Lion nor momentum
     "the sign of a running sum": NOT_LION["m a running sum, not an EMA"],
     "a running sum": prog("m = m + g", "update = m * lr"),
