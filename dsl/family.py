@@ -124,7 +124,8 @@ def _apply(op: str, args: list[Expr]) -> Expr:
         import numpy as np
 
         from .ops import OPS
-        if not OPS[op].reduces:
+        # a reduction of a constant depends on the tensor's size, except over zeros (always 0)
+        if not OPS[op].reduces or all(a[1] == 0.0 for a in args):
             with np.errstate(all="ignore"):
                 x = float(OPS[op].fn(np, *[np.float64(a[1]) for a in args]))
             if math.isfinite(x):

@@ -190,6 +190,10 @@ FAMILIES = {
     # momentum, sgd
     "heavy ball reading the old momentum": (prog(
         "update = m * lr", "m = interp(g, m, 0.9)"), "momentum", {"b1": 1.0, "b2": 0.9, "lr_scale": 1.0}),
+    # v is never written, so always zero, and so is any reduction of it: m = g each step
+    "nesterov whose momentum reads a reduction of the zero slot": (prog(
+        "mb = rms(v)", "m = g + mb", "look = m * 0.9", "update = g + look", "update = update * lr"),
+        "sgd", {"lr_scale": 1.9}),
     "sgd with weight decay, no lr factor": (prog(
         "d = w * 0.01", "update = g + d", "update = update * 0.1"), "sgd", {"wd": 0.01, "lr_scale": 0.1, "lr_schedule": False, "wd_schedule": False}),
 }
