@@ -126,16 +126,18 @@ class Layout:
 
 
 def _branches(layout: Layout) -> list[Callable]:
-    """One `lax.switch` branch per op: (env, arg slots) -> the result row. Reading the argument
-    rows inside the branch lets XLA fuse the reads into the op (no copies)."""
+    """One `lax.switch` branch per op: (env, arg slots) -> the result row (one vector per seed).
+    Reading the argument rows inside the branch lets XLA fuse the reads into the op (no copies).
+    A reduction applies to each seed's tensors at their own shapes."""
     out = []
     for name in dsl.OP_NAMES:
         op = dsl.OPS[name]
         if op.reduces:
-            def br(env, a, op=op):
-                xs = [env[a[j]] for j in range(op.arity)]
-                per = [op.fn(jnp, *ps).reshape(-1) for ps in zip(*(layout.pieces(x) for x in xs))]
-                return jnp.concatenate(per)
+            def one(*xs, op=op):
+                return jnp.concatenate([op.fn(jnp, *ps).reshape(-1) for ps in zip(*(layout.pieces(x) for x in xs))])
+
+            def br(env, a, op=op, one=jax.vmap(one)):
+                return one(*(env[a[j]] for j in range(op.arity)))
         else:
             def br(env, a, op=op):
                 r = op.fn(jnp, *(env[a[j]] for j in range(op.arity)))
@@ -147,44 +149,50 @@ def _branches(layout: Layout) -> list[Callable]:
 # ---- the training loop -------------------------------------------------------------------------
 
 def make_run(task: Task, opt_init: Callable, opt_update: Callable, flat: bool) -> Callable:
-    """A function (opt_args, seed, data) -> (val_loss, val_acc, status_index): one whole training
-    run (`seeded` compiles it over a vector of seeds). `opt_init(params, opt_args) -> state`;
-    `opt_update(opt_args, params, grads, state, lr, step) -> (update, state)`; the loop applies
-    `params - update`. With `flat`, params are one vector (the interpreter's layout); otherwise
-    the task's pytree."""
+    """A function (opt_args, seeds int32[k], data) -> (val_loss[k], val_acc[k], status_index[k]):
+    k whole training runs, one per seed, in lockstep. The optimizer works on the k runs at once:
+    `opt_init(params, opt_args) -> state` and `opt_update(opt_args, params, grads, state, lr, step)
+    -> (update, state)` get params with a leading seed axis (`per_seed` lifts a one-run optimizer);
+    the loop applies `params - update`. With `flat`, params are one vector per seed (the
+    interpreter's layout); otherwise the task's pytree. A run that fails keeps its status; the
+    loop stops computing once every run has failed."""
     layout = Layout(jax.eval_shape(task.init, jax.random.PRNGKey(0)))
     to_model = layout.unflatten if flat else (lambda p: p)
     limit, loss_limit = float(task.blowup), float(task.loss_limit)
 
-    def run(opt_args, seed, data):
-        k_init, k_data = jax.random.split(jax.random.PRNGKey(seed))
-        params = task.init(k_init)
+    def loss_fn(p, xb, yb):
+        return task.loss(to_model(p), xb, yb)
+
+    grad_fn = jax.vmap(jax.value_and_grad(loss_fn))
+
+    def run(opt_args, seeds, data):
+        keys = jax.vmap(lambda s: jax.random.split(jax.random.PRNGKey(s)))(seeds)
+        k_init, k_data = keys[:, 0], keys[:, 1]
+        params = jax.vmap(task.init)(k_init)
         if flat:
-            params = layout.flatten(params)
+            params = jax.vmap(layout.flatten)(params)
         state = opt_init(params, opt_args)
 
-        def loss_fn(p, xb, yb):
-            return task.loss(to_model(p), xb, yb)
-
-        def live(params, state, t):
-            xb, yb = task.batch_of(data, jax.random.fold_in(k_data, t))
-            loss, grads = jax.value_and_grad(loss_fn)(params, xb, yb)
+        def live(params, state, code, t):
+            xb, yb = jax.vmap(lambda k: task.batch_of(data, jax.random.fold_in(k, t)))(k_data)
+            loss, grads = grad_fn(params, xb, yb)
             upd, state = opt_update(opt_args, params, grads, state, task.schedule(t),
                                     (t + 1).astype(jnp.float32))
             params = jax.tree.map(lambda w, u: w - u, params, upd)
-            big = jnp.max(jnp.stack([jnp.max(jnp.abs(x)) for x in jax.tree.leaves(params)]))
-            code = jnp.where(~jnp.isfinite(loss) | ~jnp.isfinite(big), 1,
-                             jnp.where((big > limit) | (loss > loss_limit), 2, 0))
-            return params, state, code.astype(jnp.int32)
+            big = jnp.max(jnp.stack([jnp.max(jnp.abs(x.reshape(x.shape[0], -1)), axis=1)
+                                     for x in jax.tree.leaves(params)]), axis=0)
+            now = jnp.where(~jnp.isfinite(loss) | ~jnp.isfinite(big), 1,
+                            jnp.where((big > limit) | (loss > loss_limit), 2, 0))
+            return params, state, jnp.where(code == 0, now, code).astype(jnp.int32)
 
         def step(carry, t):
             params, state, code = carry
-            carry = jax.lax.cond(code == 0, live, lambda p, s, t: (p, s, code), params, state, t)
+            carry = jax.lax.cond(jnp.all(code != 0), lambda p, s, c, t: (p, s, c), live, params, state, code, t)
             return carry, None
 
-        (params, state, code), _ = jax.lax.scan(step, (params, state, jnp.int32(0)),
-                                                jnp.arange(task.steps))
-        vl, va = task.metrics(to_model(params), data["val_x"], data["val_y"])
+        code = jnp.zeros(seeds.shape, jnp.int32)
+        (params, state, code), _ = jax.lax.scan(step, (params, state, code), jnp.arange(task.steps))
+        vl, va = jax.vmap(lambda p: task.metrics(to_model(p), data["val_x"], data["val_y"]))(params)
         code = jnp.where((code == 0) & ~jnp.isfinite(vl), 1, code)
         return vl, va, code
 
@@ -192,21 +200,23 @@ def make_run(task: Task, opt_init: Callable, opt_update: Callable, flat: bool) -
     return run
 
 
-def seeded(run: Callable) -> Callable:
-    """`run` jitted over a vector of seeds: (opt_args, seeds int32[k], data) -> arrays of k results.
-    opt_args and data are shared by every seed."""
-    return jax.jit(jax.vmap(run, in_axes=(None, 0, None)))
+def per_seed(opt_init: Callable, opt_update: Callable) -> tuple[Callable, Callable]:
+    """A one-run optimizer (params of the task's shapes) lifted to the k runs of `make_run`."""
+    return (jax.vmap(opt_init, in_axes=(0, None)),
+            jax.vmap(opt_update, in_axes=(None, 0, 0, 0, None, None)))
 
 
 def interpreter(task: Task, L: int) -> Callable:
-    """The jitted training run of the interpreter for programs padded to length L."""
+    """The jitted training run of the interpreter for programs padded to length L. The
+    environment is `env[slot, seed, :]`: a statement reads and writes whole rows (every seed at
+    once), so the op switch and the row indices stay unbatched."""
     layout = Layout(jax.eval_shape(task.init, jax.random.PRNGKey(0)))
     branches = _branches(layout)
     rows = N_IN + 4 * L
 
     def opt_init(params, prog):
-        env = jnp.zeros((rows, layout.size), jnp.float32)
-        return env.at[N_IN + L:].set(jnp.broadcast_to(prog["consts"][:, None], (3 * L, layout.size)))
+        env = jnp.zeros((rows,) + params.shape, jnp.float32)
+        return env.at[N_IN + L:].set(jnp.broadcast_to(prog["consts"][:, None, None], (3 * L,) + params.shape))
 
     def opt_update(prog, w, g, env, lr, step):
         env = env.at[0].set(w).at[1].set(g)
@@ -219,7 +229,7 @@ def interpreter(task: Task, L: int) -> Callable:
         env = jax.lax.fori_loop(0, prog["n"], body, env)
         return env[prog["update"]], env
 
-    return seeded(make_run(task, opt_init, opt_update, flat=True))
+    return jax.jit(make_run(task, opt_init, opt_update, flat=True))
 
 
 def _direct_opt(p: Program):
@@ -234,19 +244,19 @@ def _direct_opt(p: Program):
         upd, m, v = dsl.tree_update(p, params, grads, state[0], state[1], lr, step)
         return upd, (m, v)
 
-    return opt_init, opt_update
+    return per_seed(opt_init, opt_update)
 
 
 def direct(task: Task, p: Program) -> Callable:
     """The same training run with `p` compiled directly (`dsl.tree_update`), jitted per program."""
-    return seeded(make_run(task, *_direct_opt(p), flat=False))
+    return jax.jit(make_run(task, *_direct_opt(p), flat=False))
 
 
 def direct_many(task: Task, programs: Sequence[Program]) -> Callable:
-    """Several programs compiled directly into one jitted function (seed, data) -> [results]: one
-    XLA compile instead of one per program (used by tests; each program is still traced as is)."""
+    """Several programs compiled directly into one jitted function (_, seeds, data) -> [results]:
+    one XLA compile instead of one per program (used by tests; each program is still traced as is)."""
     runs = [make_run(task, *_direct_opt(p), flat=False) for p in programs]
-    return seeded(lambda _, seed, data: [r(None, seed, data) for r in runs])
+    return jax.jit(lambda _, seeds, data: [r(None, seeds, data) for r in runs])
 
 
 def optax_run(task: Task, make_tx: Callable) -> Callable:
@@ -261,7 +271,7 @@ def optax_run(task: Task, make_tx: Callable) -> Callable:
         upd, state = make_tx(lambda c: scale * task.schedule(c)).update(grads, state, params)
         return jax.tree.map(jnp.negative, upd), state
 
-    return seeded(make_run(task, opt_init, opt_update, flat=False))
+    return jax.jit(make_run(task, *per_seed(opt_init, opt_update), flat=False))
 
 
 # ---- evaluators --------------------------------------------------------------------------------
