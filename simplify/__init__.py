@@ -1,8 +1,9 @@
 """Simplification: from a raw discovered program to its essence (the paper's three steps).
 
 1. drop redundant statements (dead code, by dependency analysis);
-2. exact rewrites checked by `dsl.equivalent` (no-op arithmetic, `sign(sign(x))`, `m / sqrt(m*m)`
-   as `sign(m)`, merged constants, folded `interp` chains), to a fixpoint;
+2. exact rewrites checked by `dsl.equivalent` (memory slots that always hold equal values merged
+   into one, no-op arithmetic, `sign(sign(x))`, `m / sqrt(m*m)` as `sign(m)`, merged constants,
+   folded `interp` chains), to a fixpoint;
 3. with a check task: ablation, keeping (tried in this order) a simple unary op of an argument
    (`arctan2(u, x)` -> `sign(u)`; from the output back), a deletion, a replacement by one of a
    statement's arguments, a swap of two neighbouring statements (read the newer value of a

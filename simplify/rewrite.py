@@ -130,9 +130,107 @@ def interp_forms(p: Program) -> Iterator[tuple[str, Program]]:
                 yield f"write `{t.out}` as an interp", q
 
 
+def _copied(op: str, a: tuple) -> str | None:
+    """The slot `op(*a)` copies (`y * 1`, `y / 1`, `y + 0`, `y - 0`, `interp(y, z, 0)`,
+    `interp(z, y, 1)`), if it is a copy."""
+    ones = {"mul": [(0, 1), (1, 0)], "div": [(0, 1)]}.get(op, [])
+    zeros = {"add": [(0, 1), (1, 0)], "sub": [(0, 1)], "interp": [(0, 2)]}.get(op, [])
+    for pairs, unit in ((ones, 1.0), (zeros, 0.0)):
+        for i, j in pairs:
+            if isinstance(a[i], str) and a[j] == unit:
+                return a[i]
+    return a[1] if op == "interp" and isinstance(a[1], str) and a[2] == 1.0 else None
+
+
+def _flow(stmts) -> tuple:
+    """Which statement (by index, or the input by name) each argument reads, and which defines
+    each output's final value: two statement lists with the same flow compute the same."""
+    cur: dict = {}
+    reads = []
+    for i, s in enumerate(stmts):
+        reads.append(tuple(cur.get(a, a) if isinstance(a, str) else a for a in s.args))
+        cur[s.out] = i
+    return tuple(reads), tuple(cur.get(k, k) for k in ("update",) + MEMORY)
+
+
+def _renamed(stmts: list[Statement], old: str, new: str) -> list[Statement]:
+    ren = lambda a: new if a == old else a
+    return [Statement(ren(s.out), s.op, tuple(ren(a) for a in s.args)) for s in stmts]
+
+
+def _written(stmts: list[Statement], value: str, slot: str) -> list[Statement] | None:
+    """The temporary `value` written to `slot` instead: at its statement where nothing after it
+    reads `slot`'s old value, else moved to the end; None where neither keeps the flow."""
+    j = next(i for i, s in enumerate(stmts) if s.out == value)
+    if any(slot in s.args for s in stmts[j + 1:]):
+        if any(value in s.args for s in stmts[j + 1:]):
+            return None
+        stmts = stmts[:j] + stmts[j + 1:] + [stmts[j]]
+    return _renamed(stmts, value, slot)
+
+
+def _merged(p: Program, keep: str, drop: set[str], src: str) -> Program | None:
+    """`p` with the memory slots `drop` merged into `keep`, which takes `src`'s final value: valid
+    where they always hold equal values (`dsl.equal_slots`); None where it cannot be written
+    without a copy statement.
+
+    In SSA form (every write a fresh temporary), reads of a dropped slot's old value read `keep`'s,
+    copies are dropped (their readers read the source), and `keep` is written as late as possible:
+    at its statement where nothing later reads `keep`'s old value, else at the end."""
+    taken = {s.out for s in p.statements} | set(p.inputs) | set(p.param_values)
+    cur = {k: keep if k in drop else k for k in p.inputs}
+    base, copies, stmts = {}, {}, []
+    for s in p.statements:
+        args = tuple(cur.get(a, a) if isinstance(a, str) else a for a in s.args)
+        args = tuple(copies.get(a, a) if isinstance(a, str) else a for a in args)
+        t = next(f"{s.out}_{i}" for i in range(1, len(taken) + 2) if f"{s.out}_{i}" not in taken)
+        taken.add(t)
+        base[t], cur[s.out] = s.out, t
+        source = _copied(s.op, args)
+        if source in base:  # a copy of a temporary: its readers read the temporary
+            copies[t] = source
+        else:
+            stmts.append(Statement(t, s.op, args))
+    final = lambda k: copies.get(cur[k], cur[k])
+    update = final("update")
+    finals = {k: final(src if k == keep else k) for k in MEMORY if k not in drop}
+    if update in finals.values() or len(set(finals.values())) < len(finals):
+        return None  # one value, two outputs: needs a copy
+    stmts = _renamed(stmts, update, "update")
+    for k, value in finals.items():
+        if value != k:
+            stmts = _written(stmts, value, k)
+            if stmts is None:
+                return None
+    for t in [s.out for s in stmts if s.out in base]:  # temporaries back to their names where the flow allows
+        named = _renamed(stmts, t, base[t])
+        if _flow(named) == _flow(stmts):
+            stmts = named
+    try:
+        return p.replace(stmts)
+    except ProgramError:
+        return None
+
+
+def merged_slots(p: Program) -> Iterator[tuple[str, Program]]:
+    """Memory slots that always hold equal values (`dsl.equal_slots`) merged into one; each slot
+    tried as the one kept, shortest result (after dead code) first."""
+    found = {}
+    for cls in dsl.equal_slots(p):
+        for keep in cls if len(cls) > 1 else ():
+            for src in cls:
+                q = _merged(p, keep, set(cls) - {keep}, src)
+                if q is not None:
+                    found.setdefault(dsl.strip_dead_code(q),
+                                     f"merge {', '.join(sorted(set(cls) - {keep}))} into {keep} (always equal)")
+    for q in sorted(found, key=len):
+        yield found[q], q
+
+
 def candidates(p: Program) -> Iterator[tuple[str, Program]]:
     """Simpler programs that may be the same function, simplest changes first."""
     from dsl.text import statement_text
+    yield from merged_slots(p)
     for k, t in enumerate(p.statements):
         # `x = y * 1`, `x = y + 0`, `sign(sign(y))`: statement k reads one of its arguments instead;
         # `-(-y)`: statement k reads an argument of the statement it reads.

@@ -230,3 +230,89 @@ def test_ablation_tries_simpler_ops_from_the_output_back_before_deletions():
                          "m = interp(g, m, 0.9)") if any(w.startswith(f"rewrite `{s}`") for w in rewrites)]
     assert [s for s in dict.fromkeys(w.split("`")[1] for w in rewrites)] == order
     assert "rewrite `update = arctan2(s, 0.5)` as `update = sign(s)`" in rewrites
+
+
+# Exactly Lion (from a real run): the momentum is computed in v, and m copies it at the end.
+LION_COPIED = prog("""
+    v = interp(g, v, 0.99)
+    c = interp(g, m, 0.9)
+    s = sign(c)
+    d = w * 0.01
+    update = s + d
+    m = v * 1.0
+    update = update * lr
+""")
+# The paper's Program 4 simplified (from a real run): signum, its momentum carried through v.
+PROGRAM_4 = prog("""
+    m = interp(g, v, 0.9)
+    v = interp(g, m, 1.0)
+    s = sign(m)
+    update = s + w
+""")
+
+
+def test_slots_that_always_hold_equal_values_are_merged():
+    q = simplify(LION_COPIED)
+    assert dsl.equivalent(q, LION_COPIED) and dsl.family(q).name == "lion"
+    # m's new value is written last, as c still reads its old value
+    assert q == canonical(prog("""
+        c = interp(g, m, 0.9)
+        s = sign(c)
+        d = w * 0.01
+        update = s + d
+        update = update * lr
+        m = interp(g, m, 0.99)
+    """))
+    steps = simplify_steps(LION_COPIED)
+    assert steps[1].what == "merge v into m (always equal)"
+
+
+def test_momentum_carried_through_the_other_slot_is_merged():
+    q = simplify(PROGRAM_4)
+    assert dsl.equivalent(q, PROGRAM_4) and dsl.family(q) == dsl.family(PROGRAM_4)
+    assert q == canonical(prog("""
+        m = interp(g, m, 0.9)
+        s = sign(m)
+        update = s + w
+    """))
+
+
+@pytest.mark.parametrize("p", [
+    dsl.load("adamw_warmstart"),
+    LION,
+    # v copies the momentum, and m then moves on: not equal
+    prog("""
+        m = interp(g, v, 0.9)
+        v = m * 1.0
+        d = w * 0.01
+        m = m + d
+        update = sign(m)
+        update = update * lr
+    """),
+], ids=["adamw_warmstart", "lion", "a copy before m moves on"])
+def test_slots_that_differ_are_not_merged(p):
+    from simplify.rewrite import merged_slots
+    assert list(merged_slots(p)) == []
+    q = simplify(p)
+    assert dsl.equivalent(q, p) and dsl.state_slots(q) == dsl.state_slots(p)
+
+
+def test_adamw_warmstart_is_left_as_it_is():
+    p = dsl.load("adamw_warmstart")
+    assert simplify(p) == canonical(p.inline_params())
+
+
+def test_no_merge_where_it_would_need_a_copy():
+    # the new momentum is read after the old one: one slot cannot hold both
+    from simplify.rewrite import merged_slots
+    p = prog("""
+        v = interp(g, v, 0.99)
+        c = interp(g, m, 0.9)
+        s = sign(c)
+        e = v * 0.001
+        update = s + e
+        m = v * 1.0
+    """)
+    assert dsl.equal_slots(p) == [("m", "v")]
+    assert list(merged_slots(p)) == []
+    assert dsl.equivalent(simplify(p), p)
