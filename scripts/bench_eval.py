@@ -2,6 +2,7 @@
 hand-written optax AdamW loop, on the digits MLP task, in one run.
 
     python scripts/bench_eval.py [--programs 200] [--jit-programs 8] [--statements 20] [--set steps=200 ...]
+                                 [--k-seeds 1 2 4 8]
 
 Programs are random valid programs of `--statements` statements (search.mutation.random_program,
 checked with dsl.check, distinct by functional hash); the engine trains them after dead-code
@@ -9,6 +10,7 @@ removal, as the search does. Reported: candidates/s (with and without the one-ti
 per-candidate training time, and the ratios. The engine runs the programs twice: first with a cold
 compile, then as a fresh Evaluator that loads the interpreter from the on-disk compile cache (what
 a new Ray worker, funnel stage or later run pays). The cache starts empty: a temporary directory.
+Last, one program on k seeds in one executable against one seed (what a k-seed fitness costs).
 """
 from __future__ import annotations
 
@@ -127,6 +129,8 @@ def main(argv=None) -> int:
     ap.add_argument("--jit-programs", type=int, default=8, help="programs for per-program jax.jit")
     ap.add_argument("--statements", type=int, default=20, help="statements per random program")
     ap.add_argument("--optax-runs", type=int, default=20, help="runs of the hand-written optax loop")
+    ap.add_argument("--k-seeds", type=int, nargs="+", default=[1, 2, 4, 8],
+                    help="seeds per evaluation for the k-seed comparison")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE", help="task size knobs")
     args = ap.parse_args(argv)
@@ -187,6 +191,15 @@ def main(argv=None) -> int:
         jit_times.append(ev.evaluate_direct(p).seconds)
     jit_total = sum(jit_times)
 
+    # 4. k seeds of one program in one executable against one seed
+    k_rows = []
+    for name in ("adamw_warmstart", "lion"):
+        p = dsl.load(name)
+        for k in args.k_seeds:
+            seeds = tuple(range(k))
+            ev.evaluate(p, seeds)  # compile for k seeds
+            k_rows.append((name, k, statistics.median(ev.evaluate(p, seeds).seconds for _ in range(5))))
+
     shutil.rmtree(_CACHE, ignore_errors=True)
     eng_cps = len(progs) / engine_total
     disk_cps = len(progs) / engine_total_disk
@@ -217,6 +230,12 @@ def main(argv=None) -> int:
     print(f"ratio compile-once steady state / per-program jit: {(1 / engine_run) / jit_cps:.1f}x")
     print(f"per-candidate cost vs hand-written optax loop: random {args.statements}-statement programs "
           f"{engine_run / hw_run:.2f}x (median), 20 live statements {dense_run / hw_run:.2f}x")
+    print()
+    print("| program | seeds k | seconds (median of 5) | ratio to 1 seed | k separate runs | target 0.5 + 0.5 k |")
+    print("|---|---|---|---|---|---|")
+    one = {name: s for name, k, s in k_rows if k == min(args.k_seeds)}
+    for name, k, s in k_rows:
+        print(f"| {name} | {k} | {s:.4f} | {s / one[name]:.2f} | {k:.2f} | {0.5 + 0.5 * k:.2f} |")
     return 0
 
 

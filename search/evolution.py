@@ -215,7 +215,7 @@ def best_distinct(records: list[dict], top: int) -> list[dict]:
 
 
 def _result_of(rec: dict) -> dict:
-    return {k: rec.get(k) for k in ("fitness", "accuracy", "status", "seconds")} | {"worker": None}
+    return {k: rec.get(k) for k in ("fitness", "accuracy", "status", "seconds", "seed_losses")} | {"worker": None}
 
 
 def _progress(evo: Evolution, total: int):

@@ -3,7 +3,7 @@ program (its chain of mutations from the warm start), and plots of the search's 
 
 Everything here reads the history (`history.jsonl`) and never writes into the run directory, except
 `plot_run`, which by default saves its PNGs there. Functions return data and paths; printing is
-the CLI's job (`search/cli_inspect.py`).
+the CLI's job (`lionsearch/cli_inspect.py`).
 """
 from __future__ import annotations
 

@@ -35,8 +35,8 @@ class Evaluator:
 
     def evaluate(self, program) -> dict:
         f = self.evaluator.evaluate(program, seeds=self.seeds)
-        return {"fitness": f.loss, "accuracy": f.accuracy, "status": f.status,
-                "seconds": f.seconds, "worker": self.name}
+        return {"fitness": f.loss, "accuracy": f.accuracy, "status": f.status, "seconds": f.seconds,
+                "worker": self.name, "seed_losses": [x if math.isfinite(x) else None for x in f.seed_losses]}
 
 
 @dataclass
@@ -170,4 +170,5 @@ class SeedSplit:
 
 
 def _failure(status: str, seconds: float = 0.0) -> dict:
-    return {"fitness": float("inf"), "accuracy": None, "status": status, "seconds": seconds, "worker": None}
+    return {"fitness": float("inf"), "accuracy": None, "status": status, "seconds": seconds, "worker": None,
+            "seed_losses": None}

@@ -105,13 +105,16 @@ def tune_on_stage(stage: Stage, programs: list[str], cfg: FunnelConfig) -> list[
     for g in range(len(programs)):
         k, r = min(((k, res[(g, k)]) for k in cfg.lr_multipliers), key=lambda kr: _finite(kr[1]["fitness"]))
         best.append({"loss": _finite(r["fitness"]), "accuracy": r["accuracy"], "lr_multiplier": k,
-                     "status": r["status"]})
+                     "status": r["status"], "seed_losses": r.get("seed_losses")})
     return best
 
 
 def run_funnel(run_dir: str | Path, cfg: FunnelConfig, progress: bool = True) -> dict:
     """Run the funnel on a search's run directory; writes `selection.json` and `selection.md`."""
+    import time
+
     from tqdm import tqdm
+    start = time.monotonic()
 
     from search.runner import connect_ray
     connect_ray(cfg.ray)
@@ -138,7 +141,8 @@ def run_funnel(run_dir: str | Path, cfg: FunnelConfig, progress: bool = True) ->
                 rows[i]["passed"] = False
         alive = survivors
     report = {"run_dir": str(run_dir), "stages": stage_info, "candidates": rows,
-              "survivors": [rows[i]["id"] for i in alive], "made_from": provenance(run_dir, cfg)}
+              "survivors": [rows[i]["id"] for i in alive], "made_from": provenance(run_dir, cfg),
+              "seconds": round(time.monotonic() - start, 1)}
     out = Path(run_dir)
     (out / "selection.json").write_text(json.dumps(_jsonable(report), indent=1))
     (out / "selection.md").write_text(table(report))

@@ -3,7 +3,7 @@ import pytest
 import ray
 
 import dsl
-from search.cli import main
+from lionsearch.cli import main
 
 SETS = ["--set", "steps=20", "--set", "n_train=128", "--set", "n_val=64"]
 

@@ -15,7 +15,8 @@ import ray
 
 import dsl
 from dsl.export import export
-from search import cli, cli_inspect, inspect
+from lionsearch import cli, cli_inspect
+from search import inspect
 from search.config import RayConfig, RunConfig, SearchConfig, TaskConfig
 from search.runner import run_search
 

@@ -5,8 +5,8 @@ import pytest
 import ray
 
 import dsl
-from search.cli import main
-from selection.pipeline import load_pipeline
+from lionsearch.cli import main
+from lionsearch.pipeline import load_pipeline
 
 CONFIG = """
 task: {name: logreg, size: {steps: 30, batch: 32, n_train: 256, n_val: 128}}
@@ -76,7 +76,7 @@ def test_simplify_lr_multipliers_are_checked(tmp_path):
 
 
 def test_choose_takes_the_candidate_that_went_furthest():
-    from selection.pipeline import choose
+    from lionsearch.pipeline import choose
 
     def row(i, passed, **losses):
         return {"id": i, "passed": passed, "stages": {k: {"loss": x} for k, x in losses.items()}}

@@ -120,7 +120,7 @@ def test_resume_after_kill_9_loses_and_repeats_nothing(tmp_path):
         "search: {population: 10, tournament: 3, evaluations: 60, checkpoint_every: 5}\n"
         "ray: {num_cpus: 2, workers: 2}\n")
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "search.cli", "search", str(cfg_file), "--run-dir", str(run_dir), "--no-progress"]
+    cmd = [sys.executable, "-m", "lionsearch", "search", str(cfg_file), "--run-dir", str(run_dir), "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     hist = run_dir / "history.jsonl"
     deadline = time.time() + 240

@@ -143,7 +143,7 @@ def test_mutation_can_be_restricted_to_some_ops():
     ("search: {evaluations: many}", "search.evaluations: expected int"),
 ])
 def test_cli_search_reports_bad_configs_without_a_traceback(tmp_path, capsys, text, message):
-    from search.cli import main
+    from lionsearch.cli import main
     f = _write(tmp_path, text)
     with pytest.raises(SystemExit) as info:
         main(["search", str(f), "--run-dir", str(tmp_path / "run"), "--no-progress"])
@@ -152,7 +152,7 @@ def test_cli_search_reports_bad_configs_without_a_traceback(tmp_path, capsys, te
 
 
 def test_cli_show_prints_program_and_analysis(capsys):
-    from search.cli import main
+    from lionsearch.cli import main
     assert main(["show", "lion"]) == 0
     out = capsys.readouterr().out
     assert "update = sign(c)" in out and "state slots: m" in out and "check: ok" in out

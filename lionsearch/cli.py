@@ -8,8 +8,8 @@ from pathlib import Path
 import dsl
 
 from .cli_eval import knob
-from .inspect import InspectError, is_run_dir
-from .inspect import load_program as _load_program
+from search.inspect import InspectError, is_run_dir
+from search.inspect import load_program as _load_program
 
 
 def load_program(ref: str) -> dsl.Program:
@@ -46,8 +46,8 @@ def cmd_ops(args) -> int:
 def cmd_search(args) -> int:
     import dataclasses
 
-    from .config import ConfigError, load_config
-    from .runner import resolve, run_search
+    from search.config import ConfigError, load_config
+    from search.runner import resolve, run_search
 
     try:
         cfg = load_config(args.config)
@@ -102,8 +102,7 @@ def cmd_simplify(args) -> int:
     final = steps[-1].program
     text = dsl.to_text(final)
     print(text, end="")
-    print(f"# equivalent to lion: {dsl.equivalent(final, dsl.load('lion'))}; "
-          f"Lion up to its constants: {dsl.is_lion(final)}")
+    print(f"# family: {dsl.family(final)}")
     out = args.out or (Path(args.program) / "simplified.opt" if is_run_dir(args.program) else None)
     if out:
         Path(out).write_text(text)
@@ -114,9 +113,10 @@ def cmd_simplify(args) -> int:
 def cmd_run(args) -> int:
     import dataclasses
 
-    from selection.pipeline import load_pipeline, run_pipeline
-    from .config import ConfigError
-    from .rundir import new_run_dir
+    from search.config import ConfigError
+    from search.rundir import new_run_dir
+
+    from .pipeline import DISCOVERED, EXIT_NOTHING_FOUND, load_pipeline, run_pipeline
     try:
         cfg = load_pipeline(args.config)
     except ConfigError as e:
@@ -126,21 +126,48 @@ def cmd_run(args) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir()
     print(f"run directory: {run_dir}", flush=True)
     r = run_pipeline(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
-    print(f"\n# final program ({run_dir / 'final.opt'}), from candidate {r['candidate']} "
-          f"(found at evaluation {r['found_at_evaluation']} of {r['evaluations']}):")
-    print(r["final"], end="")
-    print(f"# Lion up to its constants (b1, b2, lr scale, weight decay): {'yes' if r['lion_family'] else 'no'}")
-    print(f"# stage {r['stage']}: final {r['final_loss']:.4f} (lr x{r['final_lr_multiplier']:g}) "
-          f"vs baseline {r['baseline_loss']:.4f} (lr x{r['baseline_lr_multiplier']:g})")
+    print_verdict(r)
     print(f"run directory: {run_dir}")
-    return 0
+    return 0 if r["verdict"] == DISCOVERED else EXIT_NOTHING_FOUND
+
+
+def _spread(losses) -> str:
+    """Each seed's loss, where there are several."""
+    if not losses or len(losses) < 2:
+        return ""
+    return " (seeds: " + ", ".join("failed" if x is None else f"{x:.4f}" for x in losses) + ")"
+
+
+def print_verdict(r: dict) -> None:
+    """The end of `lionsearch run`: what was found, named exactly, against the baseline."""
+    from .pipeline import DISCOVERED
+    if r["verdict"] != DISCOVERED and "final" not in r:
+        print(f"\n# verdict: {r['verdict']}: no candidate beat the baseline on every stage of the funnel; "
+              "no final.opt is written")
+        best = r.get("best_candidate")
+        if best is not None:
+            print(f"# the candidate that went furthest: {best['id']} (proxy loss {best['proxy_loss']:.4f})")
+            for s in r["stages"]:
+                got = best["stages"].get(s["name"])
+                if got is not None:
+                    print(f"#   stage {s['name']}: {got['loss']:.4f} (lr x{got['lr_multiplier']:g}) vs baseline "
+                          f"{s['baseline']['loss']:.4f}: {'pass' if got['passed'] else 'fail'}")
+        return
+    print(f"\n# verdict: {r['verdict']}" + (f" ({r['note']})" if r.get("note") else ""))
+    print(f"# final program" + (f" ({Path(r['run_dir']) / 'final.opt'})" if r["verdict"] == DISCOVERED else "")
+          + f", from candidate {r['candidate']} (found at evaluation {r['found_at_evaluation']} of {r['evaluations']}):")
+    print(r["final"], end="")
+    print(f"# family: {r['family_text']}")
+    print(f"# stage {r['stage']}: final {r['final_loss']:.4f} (lr x{r['final_lr_multiplier']:g})"
+          f"{_spread(r['final_seed_losses'])} vs baseline {r['baseline_loss']:.4f} "
+          f"(lr x{r['baseline_lr_multiplier']:g}){_spread(r['baseline_seed_losses'])}")
 
 
 def cmd_select(args) -> int:
     import dataclasses
 
+    from search.config import ConfigError
     from selection.funnel import load_funnel, run_funnel, table
-    from .config import ConfigError
     if not is_run_dir(args.run):
         raise SystemExit(f"lionsearch select: {args.run}: not a run directory (no history.jsonl)")
     try:
@@ -178,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--evaluations", type=int, help="override the budget of evaluations")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
     sp.set_defaults(func=cmd_search)
-    sp = sub.add_parser("run", help="the whole method: search, funnel, simplification; writes final.opt")
+    sp = sub.add_parser("run", help="the whole method: search, funnel, simplification; writes final.opt "
+                        "where a candidate passed the funnel (exit status 3 where none did)")
     sp.add_argument("config", help="YAML config with search, funnel and simplify sections (configs/quickstart.yaml)")
     sp.add_argument("--run-dir", help="run directory (default: a new dated folder under runs/)")
     sp.add_argument("--resume", action="store_true", help="continue the search in --run-dir, then go on")

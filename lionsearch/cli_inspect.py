@@ -17,8 +17,8 @@ from pathlib import Path
 import dsl
 from dsl.export import TARGETS, ExportError, export
 
-from . import inspect
-from .rundir import RunDirError
+from search import inspect
+from search.rundir import RunDirError
 
 
 def _fail(cmd: str, e: Exception) -> SystemExit:

@@ -8,7 +8,7 @@ import math
 import dsl
 import proxy_tasks
 
-from .inspect import InspectError, load_program
+from search.inspect import InspectError, load_program
 
 
 def knob(text: str):
@@ -30,7 +30,7 @@ def _local(programs, task: str, size: dict, seeds, direct: bool):
 
 
 def _on_ray(programs, task: str, size: dict, seeds, workers: int):
-    from .workers import WorkerPool
+    from search.workers import WorkerPool
     pool = WorkerPool(task, size, tuple(seeds), workers, timeout_s=3600, warm=False)
     results, todo = {}, list(enumerate(programs))
     try:
@@ -57,8 +57,8 @@ def cmd_eval(args) -> int:
             raise SystemExit(f"lionsearch eval: {e}") from None
     on_ray = args.address is not None or args.workers is not None
     if on_ray:
-        from .config import RayConfig
-        from .runner import connect_ray
+        from search.config import RayConfig
+        from search.runner import connect_ray
         connect_ray(RayConfig(address=args.address, workers=args.workers or 2))
     print(f"# seeds {', '.join(map(str, seeds))}" + (f", knobs {size}" if size else "")
           + (f", on Ray ({args.workers or 2} workers)" if on_ray else ""))

@@ -1,0 +1,136 @@
+"""The whole method in one command: search from the warm start, the funnel, simplification.
+
+`lionsearch run CONFIG [--run-dir DIR] [--seed N]` ends with a verdict in `DIR/final.json`:
+- `discovered`: a candidate passed every stage of the funnel; its simplified form (or, where the
+  ablated form lost to the baseline on the last stage, its exact simplification, the same function)
+  is written to `DIR/final.opt`, named by `dsl.family` and scored against the baseline on the
+  funnel's largest stage (each at its best lr multiplier, with every seed's loss);
+- `no candidate generalized`: none passed; no `final.opt` is written, the best candidate's numbers
+  are reported, and the command exits with `EXIT_NOTHING_FOUND`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dsl
+from search.config import RunConfig, TaskConfig, load_config
+from search.runner import run_search
+from search.workers import SeedSplit
+from selection.funnel import FunnelConfig, Stage, _finite, _jsonable, provenance, run_funnel, tune_on_stage
+from simplify import simplify_steps
+from simplify.rewrite import exact_simplify
+
+DISCOVERED, NOTHING = "discovered", "no candidate generalized"
+EXIT_NOTHING_FOUND = 3  # the exit status of a run whose funnel let no candidate through
+
+
+@dataclass(frozen=True)
+class SimplifyConfig:
+    task: TaskConfig | None = None  # the check task for ablation (default: the funnel's first stage)
+    tolerance: float = 0.01
+    lr_multipliers: tuple[float, ...] = (0.5, 1.0, 2.0)  # each candidate is scored at its best lr
+
+    def __post_init__(self):
+        if not self.lr_multipliers or min(self.lr_multipliers) <= 0:
+            raise ValueError("lr_multipliers: positive numbers are needed")
+
+
+@dataclass(frozen=True)
+class PipelineConfig(RunConfig):
+    funnel: FunnelConfig = field(default_factory=lambda: FunnelConfig(stages=(Stage("A", TaskConfig()),)))
+    simplify: SimplifyConfig = SimplifyConfig()
+
+
+def load_pipeline(path: str | Path) -> PipelineConfig:
+    return load_config(path, PipelineConfig)
+
+
+def furthest(candidates: list[dict], order: list[str]) -> dict | None:
+    """The candidate that went furthest through the funnel, the best on the last stage it reached
+    among those (None for no candidates)."""
+    def key(r):
+        reached = [n for n in order if n in r["stages"]]
+        return -len(reached), _finite(r["stages"][reached[-1]]["loss"]) if reached else math.inf
+
+    return min(candidates, key=key, default=None)
+
+
+def choose(report: dict) -> dict | None:
+    """The candidate to simplify: the best survivor on the last stage; None where none passed."""
+    return furthest([r for r in report["candidates"] if r["passed"]], [s["name"] for s in report["stages"]])
+
+
+def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
+                 log=print) -> dict:
+    """Search, funnel, simplification; returns (and writes to `final.json`) the verdict."""
+    run_dir = Path(run_dir)
+    search_cfg = RunConfig(task=cfg.task, search=cfg.search, ray=cfg.ray, seed=cfg.seed)
+    log(f"== search ({cfg.search.evaluations} evaluations on {cfg.task.name}, "
+        f"{len(cfg.task.seeds)} seed(s) per candidate)")
+    summary = run_search(search_cfg, run_dir, resume=resume, progress=progress)
+    funnel = dataclasses.replace(cfg.funnel, ray=cfg.ray)
+    saved = run_dir / "selection.json"
+    report = json.loads(saved.read_text()) if resume and saved.exists() else None
+    if report is not None and report.get("made_from") == provenance(run_dir, funnel):
+        log(f"== funnel: done before ({saved}), with the same config and evaluations")
+    else:
+        log(f"== funnel ({len(funnel.stages)} stages, top {funnel.top_k})")
+        report = run_funnel(run_dir, funnel, progress=progress)
+    result = {"run_dir": str(run_dir), "evaluations": summary["evaluations"],
+              "search_seconds": summary["seconds"], "funnel_seconds": report.get("seconds")}
+    (run_dir / "final.opt").unlink(missing_ok=True)  # only a discovery leaves one
+    pick = choose(report)
+    if pick is None:
+        best = furthest(report["candidates"], [s["name"] for s in report["stages"]])
+        result |= {"verdict": NOTHING, "best_candidate": best, "stages": report["stages"]}
+        _write(run_dir, result)
+        return result
+    start = time.monotonic()
+    log(f"== simplify candidate {pick['id']}")
+    raw = dsl.parse(pick["program"])
+    check = cfg.simplify.task or funnel.stages[0].task
+    split = SeedSplit(check.name, dict(check.size), tuple(check.seeds), cfg.ray.workers, funnel.timeout_s)
+    try:  # one program at a time on many seeds: the seeds are split across the workers
+        steps = simplify_steps(raw, task=check.name, tolerance=cfg.simplify.tolerance,
+                               seeds=check.seeds, size=dict(check.size),
+                               lr_multipliers=cfg.simplify.lr_multipliers, scorer=split.loss,
+                               log=lambda s: log(f"- {s.what}: {len(s.program)} statements"
+                                                 + ("" if s.loss is None else f" [loss {s.loss:.4f}]")))
+    finally:
+        split.shutdown()
+    simplified, exact = steps[-1].program, exact_simplify(raw.inline_params())
+    result["simplify_seconds"] = round(time.monotonic() - start, 1)
+    start, last = time.monotonic(), funnel.stages[-1]
+    base, ours, same = tune_on_stage(last, [dsl.to_text(p) for p in (dsl.load(funnel.baseline), simplified, exact)],
+                                     funnel)
+    note = None
+    if not ours["loss"] <= base["loss"]:  # never present a program that lost to the baseline
+        note = (f"the ablated form lost to the baseline on stage {last.name} ({_fmt(ours['loss'])} vs "
+                f"{_fmt(base['loss'])}); the final program is the survivor's exact simplification")
+        simplified, ours = exact, same
+    result["final_seconds"] = round(time.monotonic() - start, 1)
+    fam = dsl.family(simplified)
+    result |= {"verdict": DISCOVERED if ours["loss"] <= base["loss"] else NOTHING, "note": note,
+               "candidate": pick["id"], "found_at_evaluation": pick["id"] + 1,
+               "final": dsl.to_text(simplified), "family": fam.name, "constants": fam.constants,
+               "family_text": str(fam), "stage": last.name, "stage_seeds": list(last.task.seeds),
+               "final_loss": ours["loss"], "baseline_loss": base["loss"],
+               "final_seed_losses": ours["seed_losses"], "baseline_seed_losses": base["seed_losses"],
+               "final_lr_multiplier": ours["lr_multiplier"], "baseline_lr_multiplier": base["lr_multiplier"]}
+    if result["verdict"] == DISCOVERED:
+        (run_dir / "final.opt").write_text(dsl.to_text(simplified))
+    _write(run_dir, result)
+    return result
+
+
+def _fmt(x) -> str:
+    return "failed" if x is None or not math.isfinite(x) else f"{x:.4f}"
+
+
+def _write(run_dir: Path, result: dict) -> None:
+    (run_dir / "final.json").write_text(json.dumps(_jsonable(result), indent=1))
