@@ -152,13 +152,13 @@ def test_canonical_names():
 
 
 def test_cli_simplify_prints_steps_and_writes_the_result(tmp_path, capsys):
-    from search.cli import main
+    from lionsearch.cli import main
     src = tmp_path / "bloated.opt"
     src.write_text(dsl.to_text(prog(BLOATED["double negation, sign of sign, abs that keeps the sign"])))
     out = tmp_path / "simple.opt"
     assert main(["simplify", str(src), "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "- input: 12 statements" in text and "# equivalent to lion: True" in text
+    assert "- input: 12 statements" in text and "# family: lion (b1 0.9, b2 0.99, wd 0.01, lr x1)" in text
     assert dsl.equivalent(dsl.load(out), LION) and len(dsl.load(out)) == 6
 
 
