@@ -102,8 +102,17 @@ class SearchConfig:
     timeout_s: float = 120.0  # a candidate training longer than this is scored as a failure
     checkpoint_every: int = 100  # evaluations between population checkpoints
     mutation: MutationConfig = MutationConfig()
+    # "evolution" (regularized evolution), or "random": the baseline the method must beat, where
+    # every child is the warm start mutated k times, k drawn from `random_depths`, with the same
+    # checks (abstract execution, dead code, cache) and no selection
+    method: str = "evolution"
+    random_depths: tuple[int, ...] = tuple(range(1, 21))
 
     def __post_init__(self):
+        if self.method not in ("evolution", "random"):
+            raise ValueError(f"method: expected 'evolution' or 'random', got {self.method!r}")
+        if not self.random_depths or min(self.random_depths) < 1:
+            raise ValueError("random_depths: positive integers are needed")
         if not 1 <= self.tournament <= self.population:
             raise ValueError(f"tournament must be between 1 and population ({self.population}), got {self.tournament}")
         if self.evaluations < 1 or self.checkpoint_every < 1 or self.timeout_s <= 0:

@@ -5,6 +5,8 @@ them at random, mutates the fittest (lowest validation loss) and adds the child;
 out. The run directory's history is the source of truth: population, fitness cache, best and
 counters are all rebuilt from it on resume, so a killed run loses at most its in-flight work.
 Child k is drawn with the random stream (seed, k), so a one-worker run is exactly reproducible.
+With `method: random` the same loop is random search: every child is the warm start mutated k times
+(no tournament, no restarts), with the same checks that spare training.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import dsl
 from dsl import Program
 
 from .config import ConfigError, RunConfig, to_dict
-from .mutation import mutate
+from .mutation import mutate, random_walk
 from .rundir import RunDir
 
 # How a record got its fitness: the ways children are spared training, and the ways they are not.
@@ -120,12 +122,18 @@ class Evolution:
     # ---- evolution -------------------------------------------------------------------------------
     def _propose(self, k: int):
         """Child k: tournament, mutation, and the checks that may spare it training."""
+        s = self.cfg.search
         rng = np.random.default_rng([self.cfg.seed, k])
-        pop = list(self.population)
-        picks = rng.choice(len(pop), size=min(self.cfg.search.tournament, len(pop)), replace=False)
-        parent = min((pop[i] for i in picks), key=lambda r: (_loss(r), -r["id"]))
-        pprog = self.programs[parent["id"]]
-        child = mutate(pprog, rng, self.cfg.search.mutation)
+        if s.method == "random":
+            parent = self.records[0]  # the warm start, mutated k times
+            pprog = self.programs[parent["id"]]
+            child = random_walk(pprog, rng, s.mutation, int(rng.choice(s.random_depths)))
+        else:
+            pop = list(self.population)
+            picks = rng.choice(len(pop), size=min(s.tournament, len(pop)), replace=False)
+            parent = min((pop[i] for i in picks), key=lambda r: (_loss(r), -r["id"]))
+            pprog = self.programs[parent["id"]]
+            child = mutate(pprog, rng, s.mutation)
         live = dsl.strip_dead_code(child.program)
         base = {"program": dsl.to_text(child.program), "parent": parent["id"], "mutation": child.mutation,
                 "rejected": child.rejected}
@@ -138,7 +146,8 @@ class Evolution:
 
     def _maybe_restart(self) -> None:
         s = self.cfg.search
-        if s.restart_after and self.stale >= s.restart_after and len(self.records) < s.evaluations:
+        if s.method == "evolution" and s.restart_after and self.stale >= s.restart_after \
+                and len(self.records) < s.evaluations:
             b = self.best
             self._record(program=b["program"], fingerprint=b["fingerprint"], fitness=b["fitness"],
                          accuracy=b.get("accuracy"), status=b["status"], parent=b["id"],

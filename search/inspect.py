@@ -98,6 +98,16 @@ def lineage_graph(run: str | Path | list[dict]) -> nx.DiGraph:
     return g
 
 
+def lineage_depths(run: str | Path | list[dict]) -> list[int]:
+    """How many steps from the warm start each record's lineage is (its distance from the root)."""
+    g = lineage_graph(run)
+    roots = [n for n in g if g.in_degree(n) == 0]
+    depth: dict[int, int] = {}
+    for root in roots:
+        depth.update(nx.single_source_shortest_path_length(g, root))
+    return [depth[n] for n in sorted(depth)]
+
+
 def load_program(ref: str, ident: str | None = None) -> dsl.Program:
     """A program by reference: a built-in name, an .opt path, or a run directory's best program
     (or the one `ident`, an id or fingerprint, names)."""

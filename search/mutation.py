@@ -132,6 +132,16 @@ def mutate(parent: Program, rng: np.random.Generator, cfg: MutationConfig = Muta
     raise RuntimeError(f"no valid child of this program after {cfg.max_tries} tries:\n{dsl.to_text(parent)}")
 
 
+def random_walk(start: Program, rng: np.random.Generator, cfg: MutationConfig, depth: int) -> Child:
+    """`start` mutated `depth` times in a row, every step a valid child (random search's
+    candidate: as far from the warm start as a lineage of the search of that length)."""
+    p, rejected = start, 0
+    for _ in range(depth):
+        child = mutate(p, rng, cfg)
+        p, rejected = child.program, rejected + child.rejected
+    return Child(p, f"random walk of {depth} mutations", rejected)
+
+
 def random_program(rng: np.random.Generator, n_statements: int, cfg: MutationConfig = MutationConfig(),
                    start: Program | None = None) -> Program:
     """A random valid program of about `n_statements` statements, grown by inserts from `start`

@@ -16,6 +16,7 @@ Deterministic for given seeds.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -83,13 +84,16 @@ def _ablations(p: Program):
 def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01, seeds: Sequence[int] = (0,),
                    size: dict | None = None, log: Callable[[Step], None] | None = None,
                    lr_multipliers: Sequence[float] = (1.0,),
-                   scorer: Callable[[Program], float] | None = None) -> list[Step]:
+                   scorer: Callable[[Program], float] | None = None,
+                   max_seconds: float | None = None) -> list[Step]:
     """Every accepted step, the first being the input. `task` (a proxy task name) turns on the
     ablation step; without one only exact, function-preserving steps are taken. Each program on
     the task is scored at its best of `lr_multipliers` (a simpler program may want another lr,
     as optimizers are compared each at its own tuned lr) and kept at that lr. `scorer` (a
     program's mean validation loss on the task and seeds, e.g. `search.workers.SeedSplit`)
-    trains elsewhere instead of in this process."""
+    trains elsewhere instead of in this process. `max_seconds` bounds the ablation: past it, no
+    new ablation is tried and the program reached so far goes on to the last exact steps."""
+    deadline = math.inf if max_seconds is None else time.monotonic() + max_seconds
     if task is not None and scorer is None:
         import proxy_tasks
         evaluator = proxy_tasks.Evaluator(task, **(size or {}))
@@ -146,9 +150,12 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
         best = base
         limit = lambda: best * (1 + tolerance) if math.isfinite(best) else math.inf
         changed, seen = True, {q}  # seen: no program is tried twice, so swaps cannot cycle
-        while changed:
+        while changed and time.monotonic() < deadline:
             changed = False
             for what, r in _ablations(q):
+                if time.monotonic() >= deadline:
+                    take(f"stop the ablation: {max_seconds:g} s spent", q, steps[-1].loss)
+                    break
                 r = dsl.strip_dead_code(r)
                 if r in seen or not dsl.check(r):
                     continue

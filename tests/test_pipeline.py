@@ -9,7 +9,7 @@ from lionsearch.cli import main
 from lionsearch.pipeline import load_pipeline
 
 CONFIG = """
-task: {name: logreg, size: {steps: 30, batch: 32, n_train: 256, n_val: 128}}
+task: {name: logreg, size: {steps: 30, batch: 32, n_train: 256, n_val: 128}, seeds: [0, 1]}
 search: {population: 10, tournament: 3, evaluations: 30}
 ray: {num_cpus: 2, workers: 2}
 funnel:
@@ -17,7 +17,7 @@ funnel:
   lr_multipliers: [0.3, 1.0]
   stages:
     - {name: A, task: {name: logreg, size: {steps: 30, batch: 32, n_train: 256, n_val: 128}, seeds: [1]}, max_ratio: 2.0}
-    - {name: B, task: {name: logreg, size: {steps: 60, dim: 32, n_train: 256, n_val: 128}}, max_ratio: 2.0}
+    - {name: B, task: {name: logreg, size: {steps: 60, dim: 32, n_train: 256, n_val: 128}, seeds: [0, 1]}, max_ratio: 2.0}
 simplify: {tolerance: 0.05}
 """
 
@@ -45,13 +45,38 @@ def test_run_does_every_stage_and_writes_final_opt(tmp_path, capsys):
     assert [s["name"] for s in report["stages"]] == ["A", "B"]  # the funnel ran
     final = dsl.load(run / "final.opt")  # simplification wrote a valid program
     result = json.loads((run / "final.json").read_text())
+    assert result["verdict"] == "discovered"
     assert dsl.parse(result["final"]) == final and result["stage"] == "B"
-    assert result["lion_family"] == dsl.is_lion(final)
+    assert result["family"] == dsl.family(final).name
+    # a discovery never lost to the baseline on the last stage; every seed's loss is reported
+    assert result["final_loss"] <= result["baseline_loss"]
+    assert len(result["final_seed_losses"]) == len(result["baseline_seed_losses"]) == 2
+    assert result["final_loss"] == pytest.approx(sum(result["final_seed_losses"]) / 2)
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     assert history[result["found_at_evaluation"] - 1]["id"] == result["candidate"]
+    assert all(len(h["seed_losses"]) == 2 for h in history if h["status"] == "ok")  # task.seeds: [0, 1]
     assert f"found at evaluation {result['found_at_evaluation']} of 30" in out
     assert "== search" in out and "== funnel" in out and "== simplify" in out
-    assert "Lion up to its constants" in out and "vs baseline" in out
+    assert "# verdict: discovered" in out and "# family: " in out and "vs baseline" in out
+
+
+def test_run_where_nothing_passes_says_so(tmp_path, capsys):
+    """A funnel no candidate can pass (max_ratio: 0.01): the verdict, no final.opt, exit status 3."""
+    cfg_file = tmp_path / "strict.yaml"
+    cfg_file.write_text(CONFIG.replace("max_ratio: 2.0", "max_ratio: 0.01").replace("evaluations: 30", "evaluations: 12"))
+    run = tmp_path / "run"
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert main(["run", str(cfg_file), "--run-dir", str(run), "--no-progress"]) == 3
+    finally:
+        ray.shutdown()
+    out = capsys.readouterr().out
+    result = json.loads((run / "final.json").read_text())
+    assert result["verdict"] == "no candidate generalized" and not (run / "final.opt").exists()
+    best = result["best_candidate"]
+    assert best["stages"]["A"]["passed"] is False and "B" not in best["stages"]
+    assert "# verdict: no candidate generalized" in out and "no final.opt is written" in out
+    assert "== simplify" not in out
 
 
 def test_shipped_quickstart_config_loads():
@@ -76,15 +101,17 @@ def test_simplify_lr_multipliers_are_checked(tmp_path):
 
 
 def test_choose_takes_the_candidate_that_went_furthest():
-    from lionsearch.pipeline import choose
+    from lionsearch.pipeline import choose, furthest
 
     def row(i, passed, **losses):
         return {"id": i, "passed": passed, "stages": {k: {"loss": x} for k, x in losses.items()}}
 
     stages = [{"name": "A"}, {"name": "B"}, {"name": "C"}]
-    # no survivor: the best on B among those that reached B, not the proxy's best (id 1)
+    # no survivor: nothing to choose; the furthest is the best on B among those that reached B,
+    # not the proxy's best (id 1)
     report = {"stages": stages, "candidates": [row(1, False, A=0.1), row(2, False, A=0.3, B=0.5),
                                                  row(3, False, A=0.2, B=0.4)]}
-    assert choose(report)["id"] == 3
+    assert choose(report) is None
+    assert furthest(report["candidates"], ["A", "B", "C"])["id"] == 3
     report["candidates"] += [row(4, True, A=0.9, B=0.9, C=0.9), row(5, True, A=0.9, B=0.9, C=0.8)]
     assert choose(report)["id"] == 5  # the best survivor on the last stage
