@@ -150,7 +150,7 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
         best = base
         limit = lambda: best * (1 + tolerance) if math.isfinite(best) else math.inf
         changed, seen = True, {q}  # seen: no program is tried twice, so swaps cannot cycle
-        while changed and time.monotonic() < deadline:
+        while changed:
             changed = False
             for what, r in _ablations(q):
                 if time.monotonic() >= deadline:

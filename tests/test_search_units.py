@@ -158,3 +158,15 @@ def test_cli_show_prints_program_and_analysis(capsys):
     assert "update = sign(c)" in out and "state slots: m" in out and "check: ok" in out
     with pytest.raises(SystemExit, match="unknown program"):
         main(["show", "nope"])
+
+
+def test_random_walk_is_the_start_mutated_depth_times():
+    from search.mutation import random_walk
+    rng = np.random.default_rng(3)
+    warm = dsl.load("adamw_warmstart").inline_params()
+    for depth in (1, 5, 20):
+        child = random_walk(warm, rng, MutationConfig(), depth)
+        assert dsl.check(child.program) and child.mutation == f"random walk of {depth} mutations"
+    with pytest.raises(ValueError, match="method: expected 'evolution' or 'random'"):
+        from search.config import SearchConfig
+        SearchConfig(method="annealing")

@@ -316,3 +316,21 @@ def test_no_merge_where_it_would_need_a_copy():
     assert dsl.equal_slots(p) == [("m", "v")]
     assert list(merged_slots(p)) == []
     assert dsl.equivalent(simplify(p), p)
+
+
+def test_max_seconds_bounds_the_ablation():
+    """Past its time bound the ablation stops and says so; the exact steps still happened."""
+    p = prog("""
+        c = interp(g, m, 0.9)
+        x = c * 1.0
+        update = sign(x)
+        update = update * lr
+        m = interp(g, m, 0.99)
+    """)
+    size = {"steps": 10, "batch": 16, "n_train": 64, "n_val": 32}
+    steps = simplify_steps(p, task="logreg", tolerance=1.0, size=size, max_seconds=0)
+    assert any(s.what.startswith("stop the ablation") for s in steps)
+    assert not any(s.what.startswith(("delete", "rewrite", "replace")) for s in steps)
+    assert dsl.equivalent(steps[-1].program, p) and len(steps[-1].program) == 4
+    unbounded = simplify_steps(p, task="logreg", tolerance=1.0, size=size)
+    assert len(unbounded[-1].program) < 4  # with time, a 100% tolerance lets the ablation drop more

@@ -1,0 +1,61 @@
+"""scripts/rediscovery_rate.py on a tiny config: real runs of the one command per seed, a table of
+their verdicts, resumable, and random search under the same budget side by side."""
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import rediscovery_rate  # noqa: E402
+
+TINY = """
+task: {name: logreg, size: {steps: 20, batch: 32, n_train: 256, n_val: 128}, seeds: [0, 1]}
+search: {population: 6, tournament: 2, evaluations: 14}
+ray: {num_cpus: 2, workers: 2}
+funnel:
+  top_k: 2
+  lr_multipliers: [1.0]
+  stages:
+    - {name: A, task: {name: logreg, size: {steps: 20, batch: 32, n_train: 256, n_val: 128}, seeds: [2]}, max_ratio: 5.0}
+simplify: {tolerance: 0.0, lr_multipliers: [1.0], max_seconds: 5}
+"""
+
+
+def test_seed_list():
+    assert rediscovery_rate.seed_list("0-3") == [0, 1, 2, 3]
+    assert rediscovery_rate.seed_list("0-1,5,7-8") == [0, 1, 5, 7, 8]
+
+
+def test_rate_script_runs_resumes_and_compares_random_search(tmp_path, capsys):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY)
+    out = tmp_path / "rate"
+    args = ["--seeds", "0-1", "--config", str(cfg), "--out", str(out)]
+    assert rediscovery_rate.main(args) == 0
+    text = (out / "evolution.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| 0 ") or line.startswith("| 1 ")]
+    assert len(rows) == 2
+    for seed in (0, 1):
+        final = json.loads((out / "evolution" / f"seed-{seed}" / "final.json").read_text())
+        assert final["verdict"] in ("discovered", "no candidate generalized")
+        assert (out / "evolution" / f"seed-{seed}" / "final.opt").exists() == (final["verdict"] == "discovered")
+        assert final["verdict"] in rows[seed]
+    assert "of 2 runs (2 asked) ended in the Lion family" in text
+    # done seeds are not run again
+    capsys.readouterr()
+    stamp = (out / "evolution" / "seed-0" / "history.jsonl").stat().st_mtime_ns
+    assert rediscovery_rate.main(args) == 0
+    assert "== evolution seed" not in capsys.readouterr().out
+    assert (out / "evolution" / "seed-0" / "history.jsonl").stat().st_mtime_ns == stamp
+    # random search: same budget, the warm start mutated k times, k from the evolution run's lineages
+    assert rediscovery_rate.main(args[:2] + ["--method", "random"] + args[2:]) == 0
+    rcfg = yaml.safe_load((out / "random" / "seed-0.yaml").read_text())
+    assert rcfg["search"]["method"] == "random"
+    from search.inspect import lineage_depths
+    assert rcfg["search"]["random_depths"] == sorted(set(d for d in lineage_depths(out / "evolution" / "seed-0") if d > 0))
+    history = [json.loads(line) for line in (out / "random" / "seed-0" / "history.jsonl").read_text().splitlines()]
+    assert len(history) == 14 and all(h["parent"] == 0 for h in history[1:])
+    assert all(h["mutation"].startswith("random walk of ") for h in history[1:])
+    both = (out / "rate.md").read_text()
+    assert "- evolution: " in both and "- random: " in both and "### random" in both
