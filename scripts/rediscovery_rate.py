@@ -39,15 +39,21 @@ def seed_list(text: str) -> list[int]:
     return out
 
 
+CODE = ("dsl", "proxy_tasks", "search", "selection", "simplify", "lionsearch", "configs", "pyproject.toml")
+
+
 def code_version() -> str:
+    """A short hash of the code and configs a run used (the git trees of those paths; "+changes"
+    where the working tree differs), so that a commit touching only the docs keeps the version."""
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+        tree = subprocess.run(["git", "ls-tree", "HEAD", *CODE], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE], cwd=ROOT,
                                capture_output=True, text=True, check=True).stdout.strip()
-        return rev + ("+changes" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    import hashlib
+    return hashlib.sha1(tree.encode()).hexdigest()[:10] + ("+changes" if dirty else "")
 
 
 def method_config(config: Path, method: str, seed: int, out: Path) -> Path:
