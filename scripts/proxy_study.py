@@ -1,14 +1,16 @@
-"""Which proxy lets a sign-momentum update win honestly? (evidence for the quickstart's proxy)
+"""Which proxy lets a sign-momentum update win honestly? (how the quickstart's proxy was chosen:
+docs/proxy_study.md)
 
 For each candidate proxy (task and size), trains the paper's AdamW warm start and Lion-family
 programs, each with a sweep of learning-rate multipliers (the search tunes the lr scale through
 constants, so every family gets its best), and prints the best validation loss per family:
 
-    python scripts/proxy_study.py [--procs 2] [--out proxy_study.md] [--quick]
+    python scripts/proxy_study.py [--procs 2] [--out proxy_study.md] [--quick] [--proxy TASK:JSON ...]
 
 Families: `adamw_warmstart` (the paper's form); `warm+sign(m)`, the warm start with one inserted
-statement `update = sign(m)` (Lion with b1 = b2 = 0.9, the first step the search can take);
-`lion` (0.9, 0.99) and `lion` (0.9, 0.95), both with weight decay 0.01.
+statement `update = sign(m)` (signum with b = 0.9: the sign of the warm start's one momentum EMA,
+the first Lion-family step the search can take); `lion` (0.9, 0.99) and `lion` (0.9, 0.95), both
+with weight decay 0.01.
 """
 from __future__ import annotations
 
