@@ -1,7 +1,7 @@
 """Lion against AdamW on this project's proxy tasks: which of the paper's findings (Chen et al. 2023,
 "Symbolic Discovery of Optimization Algorithms") hold here, and which do not.
 
-    python scripts/reproduce_lion.py [--tasks logreg digits_mlp ...] [--seeds 0 1] [--quick]
+    python scripts/reproduce_lion.py [--tasks logreg digits_mlp ...] [--seeds 0 1 2] [--quick]
                                      [--batch-tasks digits_vit digits_mlp] [--batches 32 128 512]
                                      [--out docs/lion_report]
 
@@ -16,12 +16,17 @@ Writes `report.md` and PNG plots into --out:
    number of epochs), lr re-tuned per batch at each optimizer's best weight decay (`batch_gap.png`);
 4. optimizer-state memory, measured: the bytes of the arrays `tx.init(params)` returns, for optax's
    optimizers and for the project's DSL programs through `dsl.as_optax` (`memory.png`);
-5. a "where the paper's claims hold here" section computed from those numbers.
+5. the dual-beta ablation: Lion (b1 != b2) against signum (Lion with b1 = b2, the sign of a momentum
+   EMA), each tuned over four beta settings and Lion's lr sweep at Lion's best weight decay from 1;
+   each form's best loss with the standard error over the seeds, and a verdict that calls a form
+   better only by more than the seeds' combined standard error (`dual_beta.png`);
+6. a "where the paper's claims hold here" section computed from those numbers.
 
 Every training is one `proxy_tasks.Evaluator.evaluate_optax` call (the task's warm-up + cosine
-schedule scaled by the lr); one compile per (task size, optimizer, weight decay) serves its lr
-sweep. The default run takes about 6-8 minutes on 2 CPU cores; `--quick` is a seconds-long smoke
-run for the tests.
+schedule scaled by the lr), training all of --seeds at once; one compile per (task size, optimizer,
+weight decay, betas) serves its lr sweep. The default run (seeds 0 1 2) took 23 minutes on 2 CPU cores
+shared with other work (about 1000 CPU-seconds; section 5 a little under half of the wall time);
+`--quick` is a seconds-long smoke run for the tests.
 """
 from __future__ import annotations
 
@@ -44,11 +49,18 @@ import proxy_tasks  # noqa: E402
 from baselines import OPTIMIZERS as BASELINES  # noqa: E402  (the project's lr grids)
 
 OPTS = ("AdamW", "Lion")
-COLORS = {"AdamW": "tab:blue", "Lion": "tab:red"}
+COLORS = {"AdamW": "tab:blue", "Lion": "tab:red", "signum": "tab:purple"}
 LR_GRIDS = {o: tuple(BASELINES[o][1]) for o in OPTS}       # AdamW 1e-3..1e-1, Lion 1e-4..1e-2
 WD_GRIDS = {"AdamW": (1e-4, 0.1, 1.0), "Lion": (1e-3, 1.0, 10.0)}  # Lion's 10x AdamW's, pairwise
 LION_BETAS = (0.9, 0.99)  # the paper's defaults; AdamW keeps optax's (0.9, 0.999), eps 1e-8
 EXTEND = 2  # extra half-decade lr points allowed past an edge of the grid
+# Section 5, the dual-beta ablation: Lion's (b1, b2) with b1 != b2 against signum (b1 = b2 = b), each
+# tuned over as many beta settings (and over Lion's lr grid) at Lion's best weight decay.
+FORMS = ("Lion", "signum")
+DUAL_GRIDS = {"Lion": ((0.5, 0.9), (0.5, 0.99), (0.9, 0.99), (0.95, 0.98)),
+              "signum": tuple((b, b) for b in (0.5, 0.9, 0.95, 0.99))}
+QUICK_DUAL_GRIDS = {"Lion": ((0.5, 0.9), (0.9, 0.99)), "signum": ((0.9, 0.9), (0.99, 0.99))}
+VERDICTS = ("dual beta better", "signum better", "tie within the seeds' spread")
 BATCH_MODES = {"epochs": "fixed number of training examples", "steps": "fixed number of steps"}
 
 # Sizes used instead of a task's defaults, to fit the default run in ~10 minutes on 2 cores.
@@ -64,11 +76,12 @@ QUICK_SIZES["char_lm"].update(DEFAULT_SIZES["char_lm"])
 QUICK_SIZES["mnist1d"].update(n_train=1000, n_val=500)
 
 
-def make_factory(opt: str, wd: float):
-    """`make_tx(schedule) -> GradientTransformation` for optax's own optimizer."""
+def make_factory(opt: str, wd: float, betas: tuple[float, float] = LION_BETAS):
+    """`make_tx(schedule) -> GradientTransformation` for optax's own optimizer (`betas`: Lion's
+    (b1, b2); b1 = b2 is signum)."""
     if opt == "AdamW":
         return lambda s: optax.adamw(s, weight_decay=wd)
-    return lambda s: optax.lion(s, b1=LION_BETAS[0], b2=LION_BETAS[1], weight_decay=wd)
+    return lambda s: optax.lion(s, b1=betas[0], b2=betas[1], weight_decay=wd)
 
 
 def lr_step(lr: float, direction: int) -> float:
@@ -130,6 +143,26 @@ def spread(f: proxy_tasks.Fitness) -> float:
     return max(s) - min(s) if len(s) > 1 else float("nan")
 
 
+def std_err(f: proxy_tasks.Fitness) -> float:
+    """Standard error of the mean of the seeds' validation losses (nan with one seed or a failure)."""
+    s = np.array(f.seed_losses, dtype=float)
+    if not f.ok or len(s) < 2 or not np.isfinite(s).all():
+        return float("nan")
+    return float(s.std(ddof=1) / math.sqrt(len(s)))
+
+
+def dual_verdict(lion: proxy_tasks.Fitness, signum: proxy_tasks.Fitness) -> tuple[float, float, str]:
+    """(Lion's loss - signum's, combined standard error, verdict): a form is better only where its
+    loss is lower by more than sqrt(se_Lion^2 + se_signum^2) (0 with one seed: the means alone)."""
+    if not (lion.ok and signum.ok):
+        v = VERDICTS[0] if lion.ok else VERDICTS[1] if signum.ok else VERDICTS[2]
+        return lion.loss - signum.loss if lion.ok or signum.ok else float("nan"), float("nan"), v
+    gap = lion.loss - signum.loss
+    se = math.hypot(std_err(lion), std_err(signum))
+    c = se if math.isfinite(se) else 0.0
+    return gap, se, VERDICTS[0] if gap < -c else VERDICTS[1] if gap > c else VERDICTS[2]
+
+
 def rel_gap(lion: float, adamw: float) -> float:
     """Lion's best loss against AdamW's, in % of AdamW's (negative: Lion better)."""
     return 100.0 * (lion - adamw) / adamw
@@ -160,6 +193,19 @@ def fmt_fit(f: proxy_tasks.Fitness) -> str:
     if not f.ok:
         return f.status
     return f"{f.loss:.4f}" + ("" if f.accuracy is None else f" / {f.accuracy:.3f}")
+
+
+def fmt_se(f: proxy_tasks.Fitness) -> str:
+    """"loss ± standard error / accuracy" (no ± with one seed)."""
+    if not f.ok:
+        return f.status
+    se = std_err(f)
+    return (f"{f.loss:.4f}" + (f" ± {se:.4f}" if math.isfinite(se) else "")
+            + ("" if f.accuracy is None else f" / {f.accuracy:.3f}"))
+
+
+def fmt_betas(form: str, betas: tuple[float, float]) -> str:
+    return f"b {betas[0]:g}" if form == "signum" else f"b1 {betas[0]:g}, b2 {betas[1]:g}"
 
 
 def size_note(task: proxy_tasks.Task) -> str:
@@ -227,6 +273,57 @@ def plot_lr(results, best, tasks, path: Path) -> None:
     fig.savefig(path)
 
 
+def plot_dual(dual, dual_best, tasks, path: Path) -> None:
+    """Per task: loss vs lr for each beta setting of Lion (b1 != b2) and signum (b1 = b2); each
+    form's best setting bold with the seeds' standard error as error bars."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FormatStrFormatter
+    n = len(tasks)
+    cols = min(n + 1, 3)
+    rows = math.ceil((n + 1) / cols)
+    fig = _figure(3.6 * cols, 2.9 * rows)
+    for k, name in enumerate(tasks):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        finite = [f.loss for o in FORMS for s in dual[name][o].values() for f in s.values() if f.ok]
+        for o in FORMS:
+            bb, blr, bf, _ = dual_best[name][o]
+            for betas, s in dual[name][o].items():
+                lrs = [l for l, f in s.items() if f.ok]
+                y = [s[l].loss for l in lrs]
+                if betas == bb:
+                    err = [std_err(s[l]) for l in lrs]
+                    ax.errorbar(lrs, y, yerr=None if not all(map(math.isfinite, err)) else err, color=COLORS[o],
+                                lw=1.8, marker="o", ms=3, capsize=2)
+                else:
+                    ax.plot(lrs, y, color=COLORS[o], lw=0.8, ls="--", alpha=0.4)
+            if bf.ok:
+                ax.plot([blr], [bf.loss], marker="*", ms=11, color=COLORS[o], mec="k", mew=0.6)
+        if finite:  # zoomed on the optima: the forms differ by a few %
+            ax.set_yscale("log")
+            ax.set_ylim(min(finite) * 0.9, min(max(finite) * 1.1, min(finite) * 2))
+            for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+                axis(FormatStrFormatter("%.2g"))
+        ax.set_xscale("log")
+        _, _, v = dual_verdict(dual_best[name]["Lion"][2], dual_best[name]["signum"][2])
+        ax.set_title(f"{name}: {v}\n(Lion {fmt_betas('Lion', dual_best[name]['Lion'][0])}; "
+                     f"signum {fmt_betas('signum', dual_best[name]['signum'][0])})", fontsize=8)
+        ax.set_xlabel("peak lr", fontsize=8)
+        ax.set_ylabel("validation loss (log)", fontsize=8)
+        ax.tick_params(labelsize=7, which="both")
+        ax.grid(alpha=0.3, which="both")
+    ax = fig.add_subplot(rows, cols, n + 1)
+    ax.axis("off")
+    handles = []
+    for o, lab in zip(FORMS, ("Lion (b1 != b2)", "signum (b1 = b2)")):
+        handles += [Line2D([], [], color=COLORS[o], lw=1.8, marker="o", ms=3, label=f"{lab}, its best betas (± se)"),
+                    Line2D([], [], color=COLORS[o], lw=0.8, ls="--", alpha=0.5, label=f"{lab}, other betas"),
+                    Line2D([], [], color=COLORS[o], ls="", marker="*", ms=11, mec="k", label=f"{lab}, best")]
+    ax.legend(handles=handles, fontsize=8, loc="center")
+    fig.suptitle("Dual beta: validation loss vs peak lr at Lion's best weight decay (mean over seeds)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
 def plot_batch(batch_rows, path: Path) -> None:
     modes = sorted({m for _, m in batch_rows}, key=list(BATCH_MODES).index)
     fig = _figure(9, 3.1 * len(modes))
@@ -282,7 +379,8 @@ def plot_memory(mem, path: Path) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", nargs="+", default=proxy_tasks.names(), choices=proxy_tasks.names())
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                    help="seeds of every training (default 0 1 2; the means and standard errors are over them)")
     ap.add_argument("--batch-tasks", nargs="*", default=None,
                     help="tasks of the batch-size study (default: digits_vit and digits_mlp where in --tasks)")
     ap.add_argument("--batches", type=int, nargs="+", default=None,
@@ -307,6 +405,7 @@ def main(argv=None) -> int:
     modes = list(BATCH_MODES) if mode == "both" else [mode]
     lr_grids = {o: g[1:4] for o, g in LR_GRIDS.items()} if args.quick else LR_GRIDS
     wd_grids = {o: g[:2] for o, g in WD_GRIDS.items()} if args.quick else WD_GRIDS
+    dual_grids = QUICK_DUAL_GRIDS if args.quick else DUAL_GRIDS
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -322,6 +421,7 @@ def main(argv=None) -> int:
     total = sum(len(wd_grids[o]) * len(lr_grids[o]) for o in OPTS) * len(tasks)
     total += sum(len(lr_grids[o]) for o in OPTS) * len(modes) * sum(
         sum(b != evs[t].task.batch for b in batch_list(evs[t].task)) for t in batch_tasks)
+    total += len(lr_grids["Lion"]) * sum(b != LION_BETAS for o in FORMS for b in dual_grids[o]) * len(tasks)
     bar = tqdm(total=total, desc="lion vs adamw", unit="sweep point")
 
     # 1. lr x wd sweeps
@@ -356,6 +456,25 @@ def main(argv=None) -> int:
                 row["gap"] = rel_gap(row["Lion"][2].loss, row["AdamW"][2].loss)
                 rows.append(row)
             batch_rows[name, mode] = rows
+
+    # 5. dual beta: Lion (b1 != b2) against signum (b1 = b2), each over its beta grid and Lion's lr
+    # sweep, at Lion's best wd from 1 (whose sweep at the default betas is reused)
+    dual_txs: dict[tuple, object] = {}
+    dual: dict[str, dict[str, dict[tuple[float, float], dict[float, proxy_tasks.Fitness]]]] = {}
+    dual_best: dict[str, dict[str, tuple]] = {}
+    for name in tasks:
+        wd = best[name]["Lion"][0]
+        dual[name] = {o: {} for o in FORMS}
+        for o in FORMS:
+            for betas in dual_grids[o]:
+                if betas == LION_BETAS:
+                    dual[name][o][betas] = results[name]["Lion"][wd]
+                    continue
+                if (betas, wd) not in dual_txs:
+                    dual_txs[betas, wd] = make_factory("Lion", wd, betas)
+                dual[name][o][betas] = sweep(evs[name], dual_txs[betas, wd], lr_grids["Lion"], seeds, bar,
+                                             f"{name} {o} {fmt_betas(o, betas)}")
+        dual_best[name] = {o: best_of(dual[name][o]) for o in FORMS}
     bar.close()
 
     # 4. memory
@@ -369,16 +488,20 @@ def main(argv=None) -> int:
         pngs.append("batch_gap.png")
     plot_memory(mem, out / "memory.png")
     pngs.append("memory.png")
+    plot_dual(dual, dual_best, tasks, out / "dual_beta.png")
+    pngs.append("dual_beta.png")
 
     elapsed = time.perf_counter() - t_start
-    text = render(args, argv, tasks, seeds, evs, lr_grids, wd_grids, results, best, batch_rows, mem, elapsed)
+    text = render(args, argv, tasks, seeds, evs, lr_grids, wd_grids, results, best, batch_rows, mem,
+                  dual_grids, dual, dual_best, elapsed)
     (out / "report.md").write_text(text)
     print(f"report written to {out / 'report.md'} (plots: {', '.join(str(out / p) for p in pngs)}; "
           f"{elapsed:.0f} s)")
     return 0
 
 
-def render(args, argv, tasks, seeds, evs, lr_grids, wd_grids, results, best, batch_rows, mem, elapsed) -> str:
+def render(args, argv, tasks, seeds, evs, lr_grids, wd_grids, results, best, batch_rows, mem,
+           dual_grids, dual, dual_best, elapsed) -> str:
     cmd = " ".join(["python scripts/reproduce_lion.py", *(sys.argv[1:] if argv is None else argv)])
     L = [
         "# Lion vs AdamW on the proxy tasks: does the paper reproduce here?",
@@ -401,6 +524,10 @@ def render(args, argv, tasks, seeds, evs, lr_grids, wd_grids, results, best, bat
         + " (Lion's 10x AdamW's, pairwise: the paper's rule keeps lr x wd about equal).",
         f"- Seeds {', '.join(map(str, seeds))}: every number is the mean over them; the validation "
         "loss is the score (lower is better), accuracy is shown beside it.",
+        "- Dual beta (section 5): `optax.lion` with b1 != b2 over (b1, b2) "
+        + ", ".join(f"({a:g}, {b:g})" for a, b in dual_grids["Lion"]) + ", and with b1 = b2 = b (signum) over b "
+        + ", ".join(f"{a:g}" for a, _ in dual_grids["signum"]) + ", each with Lion's lr sweep at Lion's best "
+        "weight decay from section 1.",
         "- Task sizes (the 2-core budget):",
     ]
     for n in tasks:
@@ -481,6 +608,35 @@ def render(args, argv, tasks, seeds, evs, lr_grids, wd_grids, results, best, bat
                  f"{m['dsl lion'] / m['dsl adamw']:.3f} |")
     L += ["", "![optimizer state memory](memory.png)", ""]
 
+    # 5. dual beta
+    n_dual = {o: len(dual_grids[o]) for o in FORMS}
+    L += ["## 5. Dual beta: Lion (b1 != b2) against signum (b1 = b2)", "",
+          "Lion's update is the sign of an interpolation of the gradient and the momentum with b1, while the "
+          "momentum is tracked with another b2; with b1 = b2 = b the program is signum (the sign of a momentum "
+          "EMA, Bernstein et al. 2018). The paper finds b1 = b2 worse. Both forms are `optax.lion` at Lion's "
+          f"best weight decay from section 1, each tuned over {n_dual['Lion']} and {n_dual['signum']} beta "
+          "settings (see Set-up) and Lion's lr sweep (with its edge extension); the best of each is shown.", "",
+          "| task | wd | Lion (b1 != b2) loss ± se / acc | Lion betas, lr | signum (b1 = b2) loss ± se / acc | "
+          "signum b, lr | Lion - signum (loss) | combined se | verdict |",
+          "|---|---|---|---|---|---|---|---|---|"]
+    dual_v = {}
+    for n in tasks:
+        li, sg = dual_best[n]["Lion"], dual_best[n]["signum"]
+        gap, se, v = dual_verdict(li[2], sg[2])
+        dual_v[n] = (gap, se, v)
+        rel = f" ({100 * gap / sg[2].loss:+.1f}%)" if math.isfinite(gap) and sg[2].ok else ""
+        L.append(f"| {n} | {best[n]['Lion'][0]:g} | {fmt_se(li[2])} | {fmt_betas('Lion', li[0])}, lr {li[1]:g}"
+                 f"{' †' if li[3] else ''} | {fmt_se(sg[2])} | {fmt_betas('signum', sg[0])}, lr {sg[1]:g}"
+                 f"{' †' if sg[3] else ''} | {gap:+.4f}{rel} | {se:.4f} | {v} |")
+    L += ["", f"± se: the standard error of the mean over the {len(seeds)} seeds' losses at that setting"
+          + (" (one seed: no spread is measured, so the verdict compares the losses alone)" if len(seeds) < 2 else "")
+          + ". Verdict: a form is better only where its loss is lower by more than the combined standard error "
+          "sqrt(se_Lion^2 + se_signum^2)"
+          + ("; both forms pick their best of as many beta settings, so the selection favours neither"
+             if n_dual["Lion"] == n_dual["signum"] else "")
+          + ". †: the best lr is at the edge of the (extended) sweep. Every setting's sweep is in the appendix.",
+          "", "![dual beta](dual_beta.png)", ""]
+
     # 5. verdicts
     L += ["## Where the paper's claims hold here", ""]
     wins = [n for n in tasks if rel_gap(best[n]["Lion"][2].loss, best[n]["AdamW"][2].loss) < 0]
@@ -539,6 +695,20 @@ def render(args, argv, tasks, seeds, evs, lr_grids, wd_grids, results, best, bat
                  + (f" At batch {', '.join(str(r['batch']) for r in short)} the run is shorter than Lion's "
                     f"momentum memory (about {memory_steps:.0f} steps at b2 {LION_BETAS[1]}), which may handicap "
                     "Lion there." if short else ""))
+    by_v = {v: [n for n in tasks if dual_v[n][2] == v] for v in VERDICTS}
+
+    def dual_cells(ns):
+        return ", ".join(f"`{n}` {dual_v[n][0]:+.4f} ± {dual_v[n][1]:.4f}" for n in ns)
+
+    dual_wins = by_v[VERDICTS[0]]
+    L.append(f"- **Lion's two betas beat one (b1 = b2, signum)** (the paper: b1 = b2 is worse): "
+             f"{verdict(len(dual_wins) > len(tasks) / 2)} here. With each form's betas and lr tuned (Lion - "
+             "signum loss ± the combined standard error), the dual-beta form is better by more than the seeds' "
+             f"spread on {len(dual_wins)} of {len(tasks)} tasks"
+             + (f" ({dual_cells(dual_wins)})" if dual_wins else "")
+             + (f"; signum is better on {dual_cells(by_v[VERDICTS[1]])}" if by_v[VERDICTS[1]] else "")
+             + (f"; they tie within the spread on {dual_cells(by_v[VERDICTS[2]])}" if by_v[VERDICTS[2]] else "")
+             + ".")
     rl = [mem[n]["optax.lion"] / mem[n]["optax.adamw"] for n in tasks]
     rd = [mem[n]["dsl lion"] / mem[n]["dsl adamw"] for n in tasks]
     half = all(0.45 <= x <= 0.55 for x in rl + rd)
@@ -551,7 +721,8 @@ def render(args, argv, tasks, seeds, evs, lr_grids, wd_grids, results, best, bat
     L += [f"- Caveat: these are {steps[0]}-{steps[-1]}-step trainings of small models (at most "
           f"{max(mem[n]['n_params'] for n in tasks):,} parameters) on CPU, against the paper's far longer "
           "runs of far larger models; Lion's momentum (b2 0.99, a memory of about 100 steps) is slow for runs "
-          "this short (the project's DESIGN.md), and neither optimizer's betas were tuned here.", ""]
+          "this short (the project's DESIGN.md), and sections 1-3 keep each optimizer's default betas (only "
+          "section 5 tunes Lion's).", ""]
 
     # appendix
     L += ["## Appendix: every sweep point (validation loss, mean over seeds; best per row in bold)", ""]
@@ -563,6 +734,16 @@ def render(args, argv, tasks, seeds, evs, lr_grids, wd_grids, results, best, bat
                 cells = [(f"**{l:g}: {fmt_fit(f).split(' /')[0]}**" if l == lb else f"{l:g}: {fmt_fit(f).split(' /')[0]}")
                          for l, f in s.items()]
                 L.append(f"| {o} | {wd:g} | {', '.join(cells)} |")
+        L.append("")
+    L += ["### Dual beta (section 5): every beta setting at Lion's best weight decay", ""]
+    for n in tasks:
+        L += [f"**{n}** (wd {best[n]['Lion'][0]:g})", "", "| form | betas | loss at each peak lr |", "|---|---|---|"]
+        for o in FORMS:
+            for betas, s in dual[n][o].items():
+                lb = min(s, key=lambda x: s[x].loss)
+                cells = [(f"**{l:g}: {fmt_fit(f).split(' /')[0]}**" if l == lb else f"{l:g}: {fmt_fit(f).split(' /')[0]}")
+                         for l, f in s.items()]
+                L.append(f"| {o} | {fmt_betas(o, betas)} | {', '.join(cells)} |")
         L.append("")
     return "\n".join(L)
 

@@ -1,5 +1,7 @@
 """scripts/reproduce_lion.py: a quick real run on logreg writes the report and its plots, with both
-optimizers in the main table and a measured optimizer-state memory where Lion's is below AdamW's."""
+optimizers in the main table, a measured optimizer-state memory where Lion's is below AdamW's, and the
+dual-beta ablation (Lion against signum) whose verdicts follow from its own numbers."""
+import math
 import re
 import sys
 from pathlib import Path
@@ -30,11 +32,11 @@ def _table(text: str, heading: str) -> list[list[str]]:
 
 def test_quick_report(tmp_path, capsys):
     out = tmp_path / "report"
-    argv = ["--quick", "--tasks", "logreg", "--batch-tasks", "logreg", "--batch-mode", "both", "--seeds", "0",
+    argv = ["--quick", "--tasks", "logreg", "--batch-tasks", "logreg", "--batch-mode", "both", "--seeds", "0", "1",
             "--out", str(out)]
     assert reproduce_lion.main(argv) == 0
     assert str(out / "report.md") in capsys.readouterr().out
-    for png in ("lr_sweep.png", "batch_gap.png", "memory.png"):
+    for png in ("lr_sweep.png", "batch_gap.png", "memory.png", "dual_beta.png"):
         data = (out / png).read_bytes()
         assert data.startswith(PNG) and len(data) > 1000, png
     text = (out / "report.md").read_text()
@@ -58,6 +60,55 @@ def test_quick_report(tmp_path, capsys):
     assert [(r[1], int(r[2])) for r in batch] == [("epochs", 16), ("epochs", 64), ("steps", 16), ("steps", 64)]
     assert "## Where the paper's claims hold here" in text
     assert re.search(r"Lion's optimizer state is half of AdamW's.*\*\*holds\*\*", text)
+
+    heading = "## 5. Dual beta: Lion (b1 != b2) against signum (b1 = b2)"
+    dual = _table(text, heading)
+    head = text.split(heading, 1)[1].split("\n|", 1)[1].splitlines()[0]
+    assert "Lion (b1 != b2)" in head and "signum (b1 = b2)" in head
+    assert [r[0] for r in dual] == ["logreg"]
+    _check_dual_row(dual[0])
+    b = re.search(r"b1 ([\d.]+), b2 ([\d.]+)", dual[0][3])
+    assert b and b[1] != b[2]  # Lion's best has two betas; signum's one
+    assert re.fullmatch(r"b [\d.]+, lr [\d.e-]+( †)?", dual[0][5])
+    line = re.search(r"Lion's two betas beat one.*", text)[0]
+    verdict = dual[0][8]
+    assert ("on 1 of 1 tasks" if verdict == "dual beta better" else "on 0 of 1 tasks") in line
+    assert ("**holds**" if verdict == "dual beta better" else "**does not hold**") in line
+    assert "### Dual beta (section 5)" in text and "| signum | b " in text
+
+
+def _check_dual_row(row):
+    """Finite numbers, and the verdict recomputed from the table's own (rounded) values."""
+    (l_loss, l_se), (s_loss, s_se) = ([float(x) for x in row[i].split(" / ")[0].split(" ± ")] for i in (2, 4))
+    for cell in (row[2], row[4]):
+        assert 0 < float(cell.split(" / ")[1]) <= 1
+    gap, comb = float(row[6].split()[0]), float(row[7])
+    assert all(map(math.isfinite, (l_loss, l_se, s_loss, s_se, gap, comb)))
+    assert l_loss > 0 and s_loss > 0 and l_se >= 0 and s_se >= 0 and comb >= 0
+    tol = 2e-4  # four decimals in every cell
+    assert abs(gap - (l_loss - s_loss)) < tol and abs(comb - math.hypot(l_se, s_se)) < tol
+    allowed = set(reproduce_lion.VERDICTS)
+    if gap < -comb - tol:
+        allowed = {"dual beta better"}
+    elif gap > comb + tol:
+        allowed = {"signum better"}
+    elif abs(gap) < comb - tol:
+        allowed = {"tie within the seeds' spread"}
+    assert row[8] in allowed, row
+
+
+def test_dual_verdict():
+    def fit(losses):
+        return proxy_tasks.Fitness(sum(losses) / len(losses), 0.5, "ok", 0.0, tuple(losses))
+
+    v = reproduce_lion.dual_verdict
+    assert v(fit([1.0, 1.2]), fit([2.0, 2.2]))[2] == "dual beta better"
+    assert v(fit([2.0, 2.2]), fit([1.0, 1.2]))[2] == "signum better"
+    gap, se, verdict = v(fit([1.0, 1.4]), fit([1.1, 1.5]))  # gap -0.1, each se 0.2
+    assert math.isclose(gap, -0.1) and math.isclose(se, math.hypot(0.2, 0.2))
+    assert verdict == "tie within the seeds' spread"
+    assert v(fit([1.0]), fit([1.1]))[2] == "dual beta better"  # one seed: the means alone
+    assert v(fit([1.0, 1.2]), proxy_tasks.Fitness.failure("nan"))[2] == "dual beta better"
 
 
 def test_memory_is_measured_from_the_states():
