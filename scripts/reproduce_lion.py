@@ -721,7 +721,7 @@ def render(args, argv, tasks, seeds, evs, lr_grids, wd_grids, results, best, bat
     L += [f"- Caveat: these are {steps[0]}-{steps[-1]}-step trainings of small models (at most "
           f"{max(mem[n]['n_params'] for n in tasks):,} parameters) on CPU, against the paper's far longer "
           "runs of far larger models; Lion's momentum (b2 0.99, a memory of about 100 steps) is slow for runs "
-          "this short (the project's DESIGN.md), and sections 1-3 keep each optimizer's default betas (only "
+          "this short, and sections 1-3 keep each optimizer's default betas (only "
           "section 5 tunes Lion's).", ""]
 
     # appendix
