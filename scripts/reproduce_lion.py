@@ -730,22 +730,23 @@ def render(args, argv, tasks, seeds, evs, lr_grids, wd_grids, results, best, bat
         L += [f"**{n}** (`{evs[n].task!r}`)", "", "| optimizer | wd | loss at each peak lr |", "|---|---|---|"]
         for o in OPTS:
             for wd, s in results[n][o].items():
-                lb = min(s, key=lambda x: s[x].loss)
-                cells = [(f"**{l:g}: {fmt_fit(f).split(' /')[0]}**" if l == lb else f"{l:g}: {fmt_fit(f).split(' /')[0]}")
-                         for l, f in s.items()]
-                L.append(f"| {o} | {wd:g} | {', '.join(cells)} |")
+                L.append(f"| {o} | {wd:g} | {sweep_cells(s)} |")
         L.append("")
     L += ["### Dual beta (section 5): every beta setting at Lion's best weight decay", ""]
     for n in tasks:
         L += [f"**{n}** (wd {best[n]['Lion'][0]:g})", "", "| form | betas | loss at each peak lr |", "|---|---|---|"]
         for o in FORMS:
             for betas, s in dual[n][o].items():
-                lb = min(s, key=lambda x: s[x].loss)
-                cells = [(f"**{l:g}: {fmt_fit(f).split(' /')[0]}**" if l == lb else f"{l:g}: {fmt_fit(f).split(' /')[0]}")
-                         for l, f in s.items()]
-                L.append(f"| {o} | {fmt_betas(o, betas)} | {', '.join(cells)} |")
+                L.append(f"| {o} | {fmt_betas(o, betas)} | {sweep_cells(s)} |")
         L.append("")
     return "\n".join(L)
+
+
+def sweep_cells(sweep: dict) -> str:
+    """A sweep's losses per peak lr, the best in bold."""
+    best = min(sweep, key=lambda x: sweep[x].loss)
+    cells = [f"{lr:g}: {fmt_fit(f).split(' /')[0]}" for lr, f in sweep.items()]
+    return ", ".join(f"**{c}**" if lr == best else c for lr, c in zip(sweep, cells))
 
 
 if __name__ == "__main__":
