@@ -33,8 +33,9 @@ class Evaluator:
     def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()
 
-    def evaluate(self, program) -> dict:
-        f = self.evaluator.evaluate(program, seeds=self.seeds)
+    def evaluate(self, program, seeds=None) -> dict:
+        """The program's fitness on `seeds` (default: the worker's own)."""
+        f = self.evaluator.evaluate(program, seeds=self.seeds if seeds is None else tuple(seeds))
         return {"fitness": f.loss, "accuracy": f.accuracy, "status": f.status, "seconds": f.seconds,
                 "worker": self.name, "seed_losses": [x if math.isfinite(x) else None for x in f.seed_losses]}
 
@@ -43,6 +44,7 @@ class Evaluator:
 class _Job:
     key: object
     program: object
+    seeds: tuple | None = None  # None: the actor's own
     tries: int = 1
     actor: object = None
     started: float = 0.0
@@ -85,14 +87,14 @@ class WorkerPool:
         """How many more candidates the live actors can take now."""
         return len(self._ready) + len(self._starting) - len(self._queue)
 
-    def submit(self, key, program) -> None:
-        self._queue.append(_Job(key, program))
+    def submit(self, key, program, seeds=None) -> None:
+        self._queue.append(_Job(key, program, seeds))
         self._dispatch()
 
     def _dispatch(self) -> None:
         while self._queue and self._ready:
             job, job.actor, job.started = self._queue.popleft(), self._ready.popleft(), time.monotonic()
-            self._jobs[job.actor.evaluate.remote(job.program)] = job
+            self._jobs[job.actor.evaluate.remote(job.program, job.seeds)] = job
 
     def wait(self) -> list[tuple[object, dict]]:
         """Block until at least one candidate is finished (or failed); returns (key, result) pairs."""
@@ -120,7 +122,7 @@ class WorkerPool:
                         results.append((job.key, _failure(f"worker died {job.tries} times")))
                     else:
                         self.retries += 1
-                        self._queue.appendleft(_Job(job.key, job.program, job.tries + 1))
+                        self._queue.appendleft(_Job(job.key, job.program, job.seeds, job.tries + 1))
                 except ray.exceptions.RayTaskError as e:  # a bug while evaluating: a failure, not a crash
                     self._ready.append(job.actor)
                     results.append((job.key, _failure(f"error: {str(e).splitlines()[-1][:200]}")))
@@ -150,22 +152,26 @@ class SeedSplit:
     at a time on many seeds; this keeps every worker busy with it."""
 
     def __init__(self, task: str, size: dict, seeds: tuple[int, ...], workers: int, timeout_s: float):
-        seeds = tuple(seeds)
-        chunks = [seeds[i::workers] for i in range(max(1, min(workers, len(seeds))))]
-        self.pools = [(WorkerPool(task, size, c, 1, timeout_s, warm=False), len(c)) for c in chunks]
+        self.seeds = tuple(seeds)
+        self.pools = [WorkerPool(task, size, self.seeds, 1, timeout_s, warm=False)
+                      for _ in range(max(1, min(workers, len(self.seeds))))]
 
-    def loss(self, program) -> float:
-        """The mean validation loss over all the seeds (inf where any seed's training failed)."""
-        for pool, _ in self.pools:
-            pool.submit(None, program)
+    def loss(self, program, seeds=None) -> float:
+        """The mean validation loss over `seeds` (default: all of them; inf where any seed's
+        training failed), the seeds split across the workers."""
+        seeds = self.seeds if seeds is None else tuple(seeds)
+        chunks = [(pool, seeds[i::len(self.pools)]) for i, pool in enumerate(self.pools)]
+        chunks = [(pool, c) for pool, c in chunks if c]
+        for pool, c in chunks:
+            pool.submit(None, program, c)
         total = 0.0
-        for pool, n in self.pools:
+        for pool, c in chunks:
             (_, r), = pool.wait()
-            total += r["fitness"] * n if r["status"] == "ok" else math.inf
-        return total / sum(n for _, n in self.pools)
+            total += r["fitness"] * len(c) if r["status"] == "ok" else math.inf
+        return total / len(seeds)
 
     def shutdown(self) -> None:
-        for pool, _ in self.pools:
+        for pool in self.pools:
             pool.shutdown()
 
 

@@ -27,6 +27,10 @@ from .rewrite import alias, canonical, exact_simplify, unary_rewrites, with_stat
 
 
 EXTEND = 3  # extra lr-sweep steps past a grid end that keeps winning
+# A screened candidate goes on to the full check only where its loss on the screen's seeds is
+# within the tolerance plus this of the current program's loss on the same seeds (a paired
+# comparison: the seeds' own difficulty cancels, so a few seeds tell a clearly worse candidate).
+SCREEN_MARGIN = 0.10
 
 
 @dataclass(frozen=True)
@@ -85,29 +89,41 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
                    size: dict | None = None, log: Callable[[Step], None] | None = None,
                    lr_multipliers: Sequence[float] = (1.0,),
                    scorer: Callable[[Program], float] | None = None,
-                   max_seconds: float | None = None) -> list[Step]:
+                   max_seconds: float | None = None, screen_seeds: int = 0,
+                   screener: Callable[[Program], float] | None = None) -> list[Step]:
     """Every accepted step, the first being the input. `task` (a proxy task name) turns on the
     ablation step; without one only exact, function-preserving steps are taken. Each program on
     the task is scored at its best of `lr_multipliers` (a simpler program may want another lr,
     as optimizers are compared each at its own tuned lr) and kept at that lr. `scorer` (a
     program's mean validation loss on the task and seeds, e.g. `search.workers.SeedSplit`)
     trains elsewhere instead of in this process. `max_seconds` bounds the ablation: past it, no
-    new ablation is tried and the program reached so far goes on to the last exact steps."""
+    new ablation is tried and the program reached so far goes on to the last exact steps. With
+    `screen_seeds` k, each ablation is first scored on the first k seeds (by `screener`, or in
+    this process) and fully checked only where that screen does not show it clearly worse
+    (`SCREEN_MARGIN`): most ablations fail, and a screen costs k / len(seeds) of a check."""
     deadline = math.inf if max_seconds is None else time.monotonic() + max_seconds
     if task is not None and scorer is None:
         import proxy_tasks
         evaluator = proxy_tasks.Evaluator(task, **(size or {}))
         scorer = lambda q: evaluator.evaluate(q, seeds).loss
+        if screen_seeds and screener is None:
+            screener = lambda q: evaluator.evaluate(q, tuple(seeds)[:screen_seeds]).loss
     losses: dict[Program, float] = {}
+    screened: dict[Program, float] = {}
 
     def loss(q: Program) -> float:
         if q not in losses:
             losses[q] = scorer(q)
         return losses[q]
 
+    def screen_loss(q: Program) -> float:
+        if q not in screened:
+            screened[q] = screener(q)
+        return screened[q]
+
     grid = sorted(set(lr_multipliers) | {1.0})
 
-    def tuned(q: Program, hopeless: float = math.inf) -> tuple[float, Program, float]:
+    def tuned(q: Program, hopeless: float = math.inf, loss=loss) -> tuple[float, Program, float]:
         """(loss at the best lr multiplier, the program at that lr, the multiplier). Other lrs are
         not tried where the loss at the program's own lr is above `hopeless`. Where the best is at
         an end of the grid the sweep goes on that way (up to `EXTEND` more steps of the grid's outer
@@ -160,6 +176,10 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
                 if r in seen or not dsl.check(r):
                     continue
                 seen.add(r)
+                if screen_seeds:
+                    bar = screen_loss(q) * (1 + tolerance + SCREEN_MARGIN)
+                    if tuned(r, hopeless=2 * bar, loss=screen_loss)[0] > bar:
+                        continue
                 value, r, k = tuned(r, hopeless=2 * limit())
                 if value <= limit():
                     best = min(best, value)
@@ -172,12 +192,10 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
     return steps
 
 
-def simplify(p: Program, task: str | None = None, tolerance: float = 0.01, seeds: Sequence[int] = (0,),
-             size: dict | None = None, log: Callable[[Step], None] | None = None,
-             lr_multipliers: Sequence[float] = (1.0,), scorer: Callable[[Program], float] | None = None) -> Program:
+def simplify(p: Program, task: str | None = None, *args, **kwargs) -> Program:
     """The simplest program found: equivalent to `p` without a task; within `tolerance` of its
-    validation loss on `task` with one."""
-    return simplify_steps(p, task, tolerance, seeds, size, log, lr_multipliers, scorer)[-1].program
+    validation loss on `task` with one (the arguments of `simplify_steps`)."""
+    return simplify_steps(p, task, *args, **kwargs)[-1].program
 
 
 __all__ = ["Step", "simplify", "simplify_steps"]

@@ -334,3 +334,39 @@ def test_max_seconds_bounds_the_ablation():
     assert dsl.equivalent(steps[-1].program, p) and len(steps[-1].program) == 4
     unbounded = simplify_steps(p, task="logreg", tolerance=1.0, size=size)
     assert len(unbounded[-1].program) < 4  # with time, a 100% tolerance lets the ablation drop more
+
+
+def test_a_screen_on_few_seeds_spares_full_checks_and_keeps_the_result():
+    """With a screen, clearly worse ablations are scored on 2 seeds only; the steps taken are
+    still checked on all the seeds, within the tolerance."""
+    p = prog("""
+        c = interp(g, m, 0.9)
+        x = c * 1.0
+        t = tanh(x)
+        update = sign(t)
+        update = update * lr
+        m = interp(g, m, 0.99)
+    """)
+    size = {"steps": 20, "batch": 16, "n_train": 64, "n_val": 32}
+    calls = {"full": 0, "screen": 0}
+    import proxy_tasks
+    ev = proxy_tasks.Evaluator("logreg", **size)
+
+    def counted(kind, seeds):
+        def score(q):
+            calls[kind] += 1
+            return ev.evaluate(q, seeds).loss
+        return score
+
+    seeds = (0, 1, 2, 3, 4, 5)
+    steps = simplify_steps(p, task="logreg", tolerance=0.02, seeds=seeds, size=size,
+                           scorer=counted("full", seeds), screen_seeds=2, screener=counted("screen", seeds[:2]))
+    assert calls["screen"] > 0 and calls["full"] > 0
+    full = calls["full"]
+    calls.update(full=0, screen=0)
+    plain = simplify_steps(p, task="logreg", tolerance=0.02, seeds=seeds, size=size, scorer=counted("full", seeds))
+    assert full < calls["full"]  # the screen spared full checks
+    first = steps[0].loss
+    for s in steps[1:]:
+        assert s.loss is None or s.loss <= first * 1.02 + 1e-9 or s.what.startswith("tune the lr")
+    assert len(steps[-1].program) <= len(p) and dsl.check(steps[-1].program)
