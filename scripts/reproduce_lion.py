@@ -256,10 +256,7 @@ def plot_lr(results, best, tasks, path: Path) -> None:
         ax.set_xscale("log")
         ax.set_title(f"{name} (best wd: " + ", ".join(f"{o} {best[name][o][0]:g}" for o in OPTS) + ")",
                      fontsize=8)
-        ax.set_xlabel("peak lr", fontsize=8)
-        ax.set_ylabel("validation loss (log)", fontsize=8)
-        ax.tick_params(labelsize=7, which="both")
-        ax.grid(alpha=0.3, which="both")
+        _style_lr_axis(ax)
     ax = fig.add_subplot(rows, cols, n + 1)
     ax.axis("off")
     handles = []
@@ -307,10 +304,7 @@ def plot_dual(dual, dual_best, tasks, path: Path) -> None:
         _, _, v = dual_verdict(dual_best[name]["Lion"][2], dual_best[name]["signum"][2])
         ax.set_title(f"{name}: {v}\n(Lion {fmt_betas('Lion', dual_best[name]['Lion'][0])}; "
                      f"signum {fmt_betas('signum', dual_best[name]['signum'][0])})", fontsize=8)
-        ax.set_xlabel("peak lr", fontsize=8)
-        ax.set_ylabel("validation loss (log)", fontsize=8)
-        ax.tick_params(labelsize=7, which="both")
-        ax.grid(alpha=0.3, which="both")
+        _style_lr_axis(ax)
     ax = fig.add_subplot(rows, cols, n + 1)
     ax.axis("off")
     handles = []
@@ -740,6 +734,14 @@ def render(args, argv, tasks, seeds, evs, lr_grids, wd_grids, results, best, bat
                 L.append(f"| {o} | {fmt_betas(o, betas)} | {sweep_cells(s)} |")
         L.append("")
     return "\n".join(L)
+
+
+def _style_lr_axis(ax) -> None:
+    """The labels, ticks and grid of a loss-against-peak-lr panel."""
+    ax.set_xlabel("peak lr", fontsize=8)
+    ax.set_ylabel("validation loss (log)", fontsize=8)
+    ax.tick_params(labelsize=7, which="both")
+    ax.grid(alpha=0.3, which="both")
 
 
 def sweep_cells(sweep: dict) -> str:
