@@ -107,6 +107,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, resume: bool = Fal
                                                  + ("" if s.loss is None else f" [loss {s.loss:.4f}]")))
     finally:
         split.shutdown()
+    _write_steps(run_dir / "simplify.md", pick["id"], steps)
     simplified, exact = steps[-1].program, exact_simplify(raw.inline_params())
     result["simplify_seconds"] = round(time.monotonic() - start, 1)
     start, last = time.monotonic(), funnel.stages[-1]
@@ -130,6 +131,13 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, resume: bool = Fal
         (run_dir / "final.opt").write_text(dsl.to_text(simplified))
     _write(run_dir, result)
     return result
+
+
+def _write_steps(path: Path, candidate: int, steps) -> None:
+    """Each accepted simplification step with its loss on the check task, and the program reached."""
+    rows = [f"| {i} | {s.what.replace('|', '/')} | {len(s.program)} | {_fmt(s.loss)} |" for i, s in enumerate(steps)]
+    path.write_text(f"# Simplification of candidate {candidate}\n\n| step | what | statements | loss |\n"
+                    "|---|---|---|---|\n" + "\n".join(rows) + f"\n\n```\n{dsl.to_text(steps[-1].program)}```\n")
 
 
 def _fmt(x) -> str:

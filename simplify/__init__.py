@@ -8,9 +8,10 @@
    (`arctan2(u, x)` -> `sign(u)`; from the output back), a deletion, a replacement by one of a
    statement's arguments, a swap of two neighbouring statements (read the newer value of a
    slot), or a rounder constant, when the validation loss, at the best lr multiplier (the sweep
-   goes on past a winning end of the grid), stays within `tolerance` (relative) of the best loss
-   so far (the original program's, or a better one an earlier step reached); then the exact
-   rewrites again.
+   goes on past a winning end of the grid), stays within `tolerance` (relative) of the input's
+   loss at its best lr; then the exact rewrites again. The reference stays fixed: the lowest of
+   a run of noisy losses drifts low, and a bar that followed it would reject, by luck, steps
+   that cost nothing.
 Deterministic for given seeds.
 """
 from __future__ import annotations
@@ -162,9 +163,8 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
         take(f"drop {len(p) - len(q)} dead statement(s)", q, base)
     q = exact_simplify(q, log=lambda what, r: take(what, r, base))
     if task is not None:
-        # within tolerance of the best loss so far: a step that improved is not given back later
-        best = base
-        limit = lambda: best * (1 + tolerance) if math.isfinite(best) else math.inf
+        # within tolerance of the input's loss, a fixed bar (see the module's docstring)
+        bar = base * (1 + tolerance) if math.isfinite(base) else math.inf
         changed, seen = True, {q}  # seen: no program is tried twice, so swaps cannot cycle
         while changed:
             changed = False
@@ -177,12 +177,11 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
                     continue
                 seen.add(r)
                 if screen_seeds:
-                    bar = screen_loss(q) * (1 + tolerance + SCREEN_MARGIN)
-                    if tuned(r, hopeless=2 * bar, loss=screen_loss)[0] > bar:
+                    screen_bar = screen_loss(q) * (1 + tolerance + SCREEN_MARGIN)
+                    if tuned(r, hopeless=2 * screen_bar, loss=screen_loss)[0] > screen_bar:
                         continue
-                value, r, k = tuned(r, hopeless=2 * limit())
-                if value <= limit():
-                    best = min(best, value)
+                value, r, k = tuned(r, hopeless=2 * bar)
+                if value <= bar:
                     take(what + ("" if k == 1.0 else f" (lr x{k:g})"), r, value)
                     q, changed = exact_simplify(r, log=lambda w, x: take(w, x, value)), True
                     break

@@ -48,6 +48,10 @@ def test_run_does_every_stage_and_writes_final_opt(tmp_path, capsys):
     assert result["verdict"] == "discovered"
     assert dsl.parse(result["final"]) == final and result["stage"] == "B"
     assert result["family"] == dsl.family(final).name
+    steps = (run / "simplify.md").read_text()  # every accepted step, ending in the final form
+    assert f"candidate {result['candidate']}" in steps and "| 0 | input |" in steps
+    if result["note"] is None:  # the ablated form is the result (else the exact form is)
+        assert dsl.parse(steps.split("```")[1]) == final
     # a discovery never lost to the baseline on the last stage; every seed's loss is reported
     assert result["final_loss"] <= result["baseline_loss"]
     assert len(result["final_seed_losses"]) == len(result["baseline_seed_losses"]) == 2
