@@ -145,6 +145,21 @@ def cross_entropy(logits, y):
     return jnp.mean(nll), acc
 
 
+class Classifier(Task):
+    """A task with integer labels, trained and scored by softmax cross-entropy (accuracy as the
+    metric). Subclasses implement `logits` (a model's output over the last axis) instead of
+    loss / metrics."""
+
+    def logits(self, params, x) -> jax.Array:
+        raise NotImplementedError
+
+    def loss(self, params, x, y):
+        return cross_entropy(self.logits(params, x), y)[0]
+
+    def metrics(self, params, x, y):
+        return cross_entropy(self.logits(params, x), y)
+
+
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A fixed train/validation split of range(n)."""
     perm = np.random.default_rng(seed).permutation(n)

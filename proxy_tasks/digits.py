@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import nn
-from .base import Task, cross_entropy, register, split_indices
+from .base import Classifier, register, split_indices
 
 
 @functools.lru_cache(maxsize=1)
@@ -26,7 +26,7 @@ def digits_split():
 
 
 @register
-class DigitsMLP(Task):
+class DigitsMLP(Classifier):
     """An MLP classifier (`depth` hidden ReLU layers of `width`) on the 64 pixels of digits."""
     name = "digits_mlp"
     KNOBS = {"width": 64, "depth": 2}
@@ -44,20 +44,14 @@ class DigitsMLP(Task):
         return [nn.dense(k, a, b, scale=np.sqrt(2.0) if i < self.depth else 1.0)
                 for i, (k, a, b) in enumerate(zip(keys, dims[:-1], dims[1:]))]
 
-    def _logits(self, params, x):
+    def logits(self, params, x):
         for layer in params[:-1]:
             x = jax.nn.relu(nn.apply_dense(layer, x))
         return nn.apply_dense(params[-1], x)
 
-    def loss(self, params, x, y):
-        return cross_entropy(self._logits(params, x), y)[0]
-
-    def metrics(self, params, x, y):
-        return cross_entropy(self._logits(params, x), y)
-
 
 @register
-class DigitsViT(Task):
+class DigitsViT(Classifier):
     """A small vision transformer on digits: `patch` x `patch` patches as tokens, learned position
     embeddings, `depth` pre-LN blocks of `width` with `heads` heads, mean pooling, linear head."""
     name = "digits_vit"
@@ -80,7 +74,7 @@ class DigitsViT(Task):
                 "ln": nn.layer_norm_params(self.width),
                 "head": nn.dense(k[2], self.width, 10)}
 
-    def _logits(self, params, x):
+    def logits(self, params, x):
         p, n = self.patch, 8 // self.patch
         tok = x.reshape(-1, n, p, n, p).transpose(0, 1, 3, 2, 4).reshape(-1, n * n, p * p)
         h = nn.apply_dense(params["embed"], tok) + params["pos"]
@@ -88,9 +82,3 @@ class DigitsViT(Task):
             h = nn.block(b, h, self.heads)
         h = nn.layer_norm(params["ln"], h).mean(axis=1)
         return nn.apply_dense(params["head"], h)
-
-    def loss(self, params, x, y):
-        return cross_entropy(self._logits(params, x), y)[0]
-
-    def metrics(self, params, x, y):
-        return cross_entropy(self._logits(params, x), y)

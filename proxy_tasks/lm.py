@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import nn
-from .base import Task, cross_entropy, register
+from .base import Classifier, register
 
 _DET = ["the", "a", "every", "no", "some", "this", "that", "one"]
 _NOUN = ["cat", "dog", "bird", "child", "farmer", "king", "river", "stone", "tree", "ship", "city",
@@ -119,7 +119,7 @@ def corpus(n_chars: int = 200_000, seed: int = 0) -> str:
 
 
 @register
-class CharLM(Task):
+class CharLM(Classifier):
     """A causal transformer (`depth` pre-LN blocks of `width`, `heads` heads, learned positions,
     untied output layer) predicting the next character over windows of `context` characters.
     Fitness: validation cross-entropy per character (nats); accuracy is next-character accuracy."""
@@ -167,14 +167,8 @@ class CharLM(Task):
                 "ln": nn.layer_norm_params(self.width),
                 "out": nn.dense(k[2], self.width, v)}
 
-    def _logits(self, params, x):
+    def logits(self, params, x):
         h = params["tok"][x] + params["pos"][: x.shape[1]]
         for b in params["blocks"]:
             h = nn.block(b, h, self.heads, causal=True)
         return nn.apply_dense(params["out"], nn.layer_norm(params["ln"], h))
-
-    def loss(self, params, x, y):
-        return cross_entropy(self._logits(params, x), y)[0]
-
-    def metrics(self, params, x, y):
-        return cross_entropy(self._logits(params, x), y)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import nn
-from .base import Task, cross_entropy, register
+from .base import Classifier, register
 
 _TEMPLATES = np.array([
     [5, 6, 6.5, 6.75, 7, 7, 7, 7, 6.75, 6.5, 6, 5],
@@ -51,7 +51,7 @@ def make_mnist1d(n: int, length: int, seed: int):
 
 
 @register
-class MNIST1D(Task):
+class MNIST1D(Classifier):
     """A 1-D CNN: `depth` conv layers (kernel 5, stride 2, `width` channels, ReLU), then a linear
     classifier over the flattened features."""
     name = "mnist1d"
@@ -82,15 +82,9 @@ class MNIST1D(Task):
             c_in = self.width
         return {"convs": convs, "head": nn.dense(k[-1], self._out_len() * self.width, 10)}
 
-    def _logits(self, params, x):
+    def logits(self, params, x):
         h = x[:, :, None]  # (batch, length, channels)
         for c in params["convs"]:
             h = jax.lax.conv_general_dilated(h, c["w"], (2,), "SAME", dimension_numbers=("NWC", "WIO", "NWC"))
             h = jax.nn.relu(h + c["b"])
         return nn.apply_dense(params["head"], h.reshape(h.shape[0], -1))
-
-    def loss(self, params, x, y):
-        return cross_entropy(self._logits(params, x), y)[0]
-
-    def metrics(self, params, x, y):
-        return cross_entropy(self._logits(params, x), y)
