@@ -7,8 +7,8 @@ subclass. Either needs only its framework: the generated code never imports lion
 The code is the program's live statements, one line each, in the framework's own ops, with the op
 table's semantics (see dsl/ops.py): ops with a restricted domain (div, sqrt, log, power, ...) go
 through small helpers that return 0 outside the domain, reductions are per tensor and broadcast
-back, and every output has the parameter's shape and dtype. The formulas below are the op table's,
-written out for each framework; `tests/test_export.py` checks every op against the table.
+back, and every output has the parameter's shape and dtype. Each op's code is its `src` in the op
+table with `xp` bound to the framework; `tests/test_export.py` checks every op against the table.
 """
 from __future__ import annotations
 
@@ -22,177 +22,47 @@ from .text import to_text
 
 TARGETS = ("optax", "pytorch")
 
-# ---- per-op code: an expression template over the argument strings {0}, {1}, {2} ------------------
-# Helpers (functions the generated module defines) are named `_name`; each op lists the helpers its
-# template calls. Arguments are always atoms (a name, or a parenthesised constant).
-
-_JAX = {
-    "neg": "-{0}", "abs": "jnp.abs({0})", "sign": "jnp.sign({0})", "square": "{0} * {0}",
-    "sqrt": "_sqrt({0})", "rsqrt": "_rsqrt({0})", "reciprocal": "_div(1.0, {0})",
-    "exp": "jnp.exp({0})", "expm1": "jnp.expm1({0})", "log": "_log({0})", "log1p": "_log1p({0})",
-    "sin": "jnp.sin({0})", "cos": "jnp.cos({0})", "tan": "jnp.tan({0})",
-    "arcsin": "_arcsin({0})", "arccos": "_arccos({0})", "arctan": "jnp.arctan({0})",
-    "sinh": "jnp.sinh({0})", "cosh": "jnp.cosh({0})", "tanh": "jnp.tanh({0})",
-    "arcsinh": "jnp.arcsinh({0})", "arctanh": "_arctanh({0})", "relu": "jnp.maximum({0}, 0.0)",
-    "sigmoid": "0.5 * (jnp.tanh(0.5 * {0}) + 1.0)",
-    "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "div": "_div({0}, {1})",
-    "maximum": "jnp.maximum({0}, {1})", "minimum": "jnp.minimum({0}, {1})", "power": "_power({0}, {1})",
-    "arctan2": "jnp.arctan2({0}, {1})",
-    "interp": "(1.0 - {2}) * {0} + {2} * {1}", "clip": "jnp.minimum(jnp.maximum({0}, {1}), {2})",
-    "norm": "_norm({0})", "mean": "_mean({0})", "rms": "_rms({0})", "std": "_std({0})",
-    "max_abs": "_max_abs({0})", "dot": "_dot({0}, {1})", "cosine_sim": "_cosine_sim({0}, {1})",
+# ---- per-op code, from the op table's `src` (see dsl/ops.py) ------------------------------------
+# Each target names the module `xp` stands for, the functions it names differently, and `_full`.
+_NAMESPACES = {
+    "optax": ("jnp", {}, "jnp.broadcast_to(jnp.asarray(x, dtype=w.dtype), jnp.shape(w))"),
+    "pytorch": ("torch", {"arcsin": "asin", "arccos": "acos", "arctan": "atan", "arcsinh": "asinh",
+                          "arctanh": "atanh", "arctan2": "atan2", "power": "pow"},
+                "torch.broadcast_to(torch.as_tensor(x, dtype=w.dtype, device=w.device), w.shape)"),
 }
+_PARAMS = ("x", "y", "z")
+_FULL = 'def _full(x, w):\n    """x (a scalar or a tensor) at w\'s shape and dtype."""\n    return {}'
 
-_JAX_HELPERS = {
-    "_div": '''def _div(x, y):
-    """x / y; 0 where y == 0."""
-    ok = y != 0
-    return jnp.where(ok, x / jnp.where(ok, y, 1.0), 0.0)''',
-    "_sqrt": '''def _sqrt(x):
-    """sqrt(x); 0 where x < 0."""
-    return jnp.where(x >= 0, jnp.sqrt(jnp.where(x >= 0, x, 1.0)), 0.0)''',
-    "_rsqrt": '''def _rsqrt(x):
-    """1 / sqrt(x); 0 where x <= 0."""
-    return jnp.where(x > 0, 1.0 / jnp.sqrt(jnp.where(x > 0, x, 1.0)), 0.0)''',
-    "_log": '''def _log(x):
-    """log(x); 0 where x <= 0."""
-    return jnp.where(x > 0, jnp.log(jnp.where(x > 0, x, 1.0)), 0.0)''',
-    "_log1p": '''def _log1p(x):
-    """log(1 + x); 0 where x <= -1."""
-    return jnp.where(x > -1, jnp.log1p(jnp.where(x > -1, x, 0.0)), 0.0)''',
-    "_arcsin": '''def _arcsin(x):
-    """arcsin(x); 0 where |x| > 1."""
-    ok = jnp.abs(x) <= 1
-    return jnp.where(ok, jnp.arcsin(jnp.where(ok, x, 0.0)), 0.0)''',
-    "_arccos": '''def _arccos(x):
-    """arccos(x); 0 where |x| > 1."""
-    ok = jnp.abs(x) <= 1
-    return jnp.where(ok, jnp.arccos(jnp.where(ok, x, 0.0)), 0.0)''',
-    "_arctanh": '''def _arctanh(x):
-    """arctanh(x); 0 where |x| >= 1."""
-    ok = jnp.abs(x) < 1
-    return jnp.where(ok, jnp.arctanh(jnp.where(ok, x, 0.0)), 0.0)''',
-    "_power": '''def _power(x, y):
-    """Real-valued x ** y: a negative base needs an integer exponent; 0 where undefined."""
-    y = jnp.broadcast_to(y, jnp.broadcast_shapes(jnp.shape(x), jnp.shape(y)))
-    ok = (x > 0) | ((x < 0) & (jnp.floor(y) == y)) | ((x == 0) & (y >= 0))
-    return jnp.where(ok, jnp.power(jnp.where(ok, x, 1.0), jnp.where(ok, y, 1.0)), 0.0)''',
-    "_norm": '''def _norm(x):
-    """The L2 norm of the tensor, broadcast to its shape."""
-    return jnp.zeros_like(x) + jnp.sqrt(jnp.sum(x * x))''',
-    "_mean": '''def _mean(x):
-    """The mean of the tensor, broadcast to its shape."""
-    return jnp.zeros_like(x) + jnp.mean(x)''',
-    "_rms": '''def _rms(x):
-    """sqrt(mean(x ** 2)) of the tensor, broadcast to its shape."""
-    return jnp.zeros_like(x) + jnp.sqrt(jnp.mean(x * x))''',
-    "_std": '''def _std(x):
-    """The standard deviation (ddof 0) of the tensor, broadcast to its shape."""
-    return jnp.zeros_like(x) + jnp.std(x)''',
-    "_max_abs": '''def _max_abs(x):
-    """max |x| over the tensor, broadcast to its shape."""
-    return jnp.zeros_like(x) + jnp.max(jnp.abs(x))''',
-    "_dot": '''def _dot(x, y):
-    """sum(x * y) over the tensor, broadcast to its shape."""
-    x, y = jnp.broadcast_arrays(x, y)
-    return jnp.zeros_like(x) + jnp.sum(x * y)''',
-    "_cosine_sim": '''def _cosine_sim(x, y):
-    """dot(x, y) / (norm(x) * norm(y)), broadcast to the tensor's shape; 0 if a norm is 0."""
-    x, y = jnp.broadcast_arrays(x, y)
-    den = jnp.sqrt(jnp.sum(x * x)) * jnp.sqrt(jnp.sum(y * y))
-    ok = den != 0
-    return jnp.zeros_like(x) + jnp.where(ok, jnp.sum(x * y) / jnp.where(ok, den, 1.0), 0.0)''',
-    "_full": '''def _full(x, w):
-    """x (a scalar or a tensor) at w's shape and dtype."""
-    return jnp.broadcast_to(jnp.asarray(x, dtype=w.dtype), jnp.shape(w))''',
-}
 
-_TORCH = {
-    "neg": "-{0}", "abs": "torch.abs({0})", "sign": "torch.sign({0})", "square": "{0} * {0}",
-    "sqrt": "_sqrt({0})", "rsqrt": "_rsqrt({0})", "reciprocal": "_div(torch.ones_like({0}), {0})",
-    "exp": "torch.exp({0})", "expm1": "torch.expm1({0})", "log": "_log({0})", "log1p": "_log1p({0})",
-    "sin": "torch.sin({0})", "cos": "torch.cos({0})", "tan": "torch.tan({0})",
-    "arcsin": "_arcsin({0})", "arccos": "_arccos({0})", "arctan": "torch.atan({0})",
-    "sinh": "torch.sinh({0})", "cosh": "torch.cosh({0})", "tanh": "torch.tanh({0})",
-    "arcsinh": "torch.asinh({0})", "arctanh": "_arctanh({0})", "relu": "torch.clamp_min({0}, 0.0)",
-    "sigmoid": "0.5 * (torch.tanh(0.5 * {0}) + 1.0)",
-    "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "div": "_div({0}, {1})",
-    "maximum": "torch.maximum({0}, {1})", "minimum": "torch.minimum({0}, {1})", "power": "_power({0}, {1})",
-    "arctan2": "torch.atan2({0}, {1})",
-    "interp": "(1.0 - {2}) * {0} + {2} * {1}", "clip": "torch.minimum(torch.maximum({0}, {1}), {2})",
-    "norm": "_norm({0})", "mean": "_mean({0})", "rms": "_rms({0})", "std": "_std({0})",
-    "max_abs": "_max_abs({0})", "dot": "_dot({0}, {1})", "cosine_sim": "_cosine_sim({0}, {1})",
-}
+def _src(op) -> str:
+    """The op's `src`, or by default its infix form or the array function of its name."""
+    if op.src:
+        return op.src
+    if op.infix:
+        return f"{op.infix}x" if op.arity == 1 else f"x {op.infix} y"
+    return f"xp.{op.name}({', '.join(_PARAMS[:op.arity])})"
 
-# In the PyTorch code every value is a tensor (scalars are 0-dim tensors on the parameter's device),
-# except that pure arithmetic keeps number literals as they are.
-_TORCH_ARITH = frozenset({"neg", "square", "add", "sub", "mul", "interp"})
 
-_TORCH_HELPERS = {
-    "_div": '''def _div(x, y):
-    """x / y; 0 where y == 0."""
-    ok = y != 0
-    return torch.where(ok, x / torch.where(ok, y, 1.0), 0.0)''',
-    "_sqrt": '''def _sqrt(x):
-    """sqrt(x); 0 where x < 0."""
-    return torch.where(x >= 0, torch.sqrt(torch.where(x >= 0, x, 1.0)), 0.0)''',
-    "_rsqrt": '''def _rsqrt(x):
-    """1 / sqrt(x); 0 where x <= 0."""
-    return torch.where(x > 0, 1.0 / torch.sqrt(torch.where(x > 0, x, 1.0)), 0.0)''',
-    "_log": '''def _log(x):
-    """log(x); 0 where x <= 0."""
-    return torch.where(x > 0, torch.log(torch.where(x > 0, x, 1.0)), 0.0)''',
-    "_log1p": '''def _log1p(x):
-    """log(1 + x); 0 where x <= -1."""
-    return torch.where(x > -1, torch.log1p(torch.where(x > -1, x, 0.0)), 0.0)''',
-    "_arcsin": '''def _arcsin(x):
-    """arcsin(x); 0 where |x| > 1."""
-    ok = torch.abs(x) <= 1
-    return torch.where(ok, torch.asin(torch.where(ok, x, 0.0)), 0.0)''',
-    "_arccos": '''def _arccos(x):
-    """arccos(x); 0 where |x| > 1."""
-    ok = torch.abs(x) <= 1
-    return torch.where(ok, torch.acos(torch.where(ok, x, 0.0)), 0.0)''',
-    "_arctanh": '''def _arctanh(x):
-    """arctanh(x); 0 where |x| >= 1."""
-    ok = torch.abs(x) < 1
-    return torch.where(ok, torch.atanh(torch.where(ok, x, 0.0)), 0.0)''',
-    "_power": '''def _power(x, y):
-    """Real-valued x ** y: a negative base needs an integer exponent; 0 where undefined."""
-    x, y = torch.broadcast_tensors(x, y)
-    ok = (x > 0) | ((x < 0) & (torch.floor(y) == y)) | ((x == 0) & (y >= 0))
-    return torch.where(ok, torch.pow(torch.where(ok, x, 1.0), torch.where(ok, y, 1.0)), 0.0)''',
-    "_norm": '''def _norm(x):
-    """The L2 norm of the tensor, broadcast to its shape."""
-    return torch.zeros_like(x) + torch.sqrt(torch.sum(x * x))''',
-    "_mean": '''def _mean(x):
-    """The mean of the tensor, broadcast to its shape."""
-    return torch.zeros_like(x) + torch.mean(x)''',
-    "_rms": '''def _rms(x):
-    """sqrt(mean(x ** 2)) of the tensor, broadcast to its shape."""
-    return torch.zeros_like(x) + torch.sqrt(torch.mean(x * x))''',
-    "_std": '''def _std(x):
-    """The standard deviation (ddof 0) of the tensor, broadcast to its shape."""
-    return torch.zeros_like(x) + torch.std(x, unbiased=False)''',
-    "_max_abs": '''def _max_abs(x):
-    """max |x| over the tensor, broadcast to its shape."""
-    return torch.zeros_like(x) + torch.max(torch.abs(x))''',
-    "_dot": '''def _dot(x, y):
-    """sum(x * y) over the tensor, broadcast to its shape."""
-    x, y = torch.broadcast_tensors(x, y)
-    return torch.zeros_like(x) + torch.sum(x * y)''',
-    "_cosine_sim": '''def _cosine_sim(x, y):
-    """dot(x, y) / (norm(x) * norm(y)), broadcast to the tensor's shape; 0 if a norm is 0."""
-    x, y = torch.broadcast_tensors(x, y)
-    den = torch.sqrt(torch.sum(x * x)) * torch.sqrt(torch.sum(y * y))
-    ok = den != 0
-    return torch.zeros_like(x) + torch.where(ok, torch.sum(x * y) / torch.where(ok, den, 1.0), 0.0)''',
-    "_full": '''def _full(x, w):
-    """x (a scalar or a tensor) at w's shape and dtype."""
-    return torch.broadcast_to(torch.as_tensor(x, dtype=w.dtype, device=w.device), w.shape)''',
-}
+def _render(src: str, to: str, args=_PARAMS) -> str:
+    """`src` in target `to`'s functions, with the arguments (atoms) in place of x, y, z."""
+    mod, renamed = _NAMESPACES[to][:2]
+    src = re.sub(r"\bxp\.(\w+)", lambda m: f"{mod}.{renamed.get(m[1], m[1])}", src)
+    return re.sub(r"\b[xyz]\b", lambda m: args[_PARAMS.index(m[0])], src)
 
-_HELPER = re.compile(r"\b(_[a-z0-9_]+)\(")
+
+def _is_helper(op) -> bool:
+    """Domain guards and reductions become a named helper, so that each statement stays one short line."""
+    return op.reduces or "where(" in _src(op) or "\n" in _src(op)
+
+
+def _helper(op, to: str) -> str:
+    params = _PARAMS[:op.arity]
+    *lines, value = _render(_src(op), to).split("\n")
+    what = f"{op.name}({', '.join(params)})" + (" of the whole tensor" if op.reduces else "")
+    what += f": {op.doc}" if op.doc else ""
+    return "\n".join([f"def _{op.name}({', '.join(params)}):", f'    """{what}."""',
+                      *("    " + t for t in lines), f"    return {value}"])
+
 
 # Names the generated code uses itself: a program slot or hyper-parameter with one of these names
 # (or a Python keyword, or a leading underscore) gets a trailing underscore in the export.
@@ -201,10 +71,6 @@ _RESERVED = frozenset({
     "grads", "state", "learning_rate", "zeros", "leaves", "tree", "ms", "vs", "outs", "updates", "self",
     "group", "closure", "loss", "super", "dict", "float", "zip", "callable",
 })
-
-_JAX_CHECKED = set(_JAX) == set(OPS) and set(_TORCH) == set(OPS)
-assert _JAX_CHECKED, "dsl/export.py: every op in dsl/ops.py needs an optax and a pytorch form"
-
 
 class ExportError(ValueError):
     pass
@@ -248,28 +114,27 @@ def _ref(p: Program) -> str:
     return "_like" if any(s.out == "w" for s in p.statements) else "w"
 
 
-def _body(p: Program, names: _Names, table: dict, torch: bool) -> tuple[list[str], set[str]]:
-    """The statement lines of the per-tensor function and the helpers they call."""
+def _body(p: Program, names: _Names, to: str) -> tuple[list[str], dict[str, str]]:
+    """The statement lines of the per-tensor function and the helpers they call (name -> source)."""
     full = {"w", "g", "m", "v"}  # values known to be at the parameter's shape
-    lines, helpers, ref = [], set(), _ref(p)
-    known = _TORCH_HELPERS if torch else _JAX_HELPERS
+    lines, ref, helpers = [], _ref(p), {"_full": _FULL.format(_NAMESPACES[to][2])}
     for s in p.statements:
         op = OPS[s.op]
         slots = [a for a in s.args if isinstance(a, str)]
+        # In the PyTorch code every value is a tensor (scalars are 0-dim tensors on the parameter's
+        # device), except that pure arithmetic (no torch function) keeps number literals as they are.
+        tensor_consts = to == "pytorch" and ("xp." in _src(op) or not slots)
         args = []
         for a in s.args:
-            if isinstance(a, str):
-                text = names(a)
-            elif torch and (s.op not in _TORCH_ARITH or not slots):
-                text = f"_t({float(a)!r})"
-            else:
-                text = _const(a)
+            text = names(a) if isinstance(a, str) else f"_t({float(a)!r})" if tensor_consts else _const(a)
             if op.reduces and not (isinstance(a, str) and a in full):
                 text = f"_full({text}, {ref})"
             args.append(text)
-        expr = table[s.op].format(*args)
-        helpers.update(h for h in _HELPER.findall(expr) if h in known)
-        lines.append(f"{names(s.out)} = {expr}")
+        if _is_helper(op):
+            helpers[f"_{op.name}"] = _helper(op, to)
+            lines.append(f"{names(s.out)} = _{op.name}({', '.join(args)})")
+        else:
+            lines.append(f"{names(s.out)} = {_render(_src(op), to, args)}")
         if op.reduces or any(a in full for a in slots):
             full.add(s.out)
         else:
@@ -306,17 +171,22 @@ def _epilogue(p: Program, names: _Names) -> str:
     return f"return {', '.join(f'_full({names(k)}, {ref})' for k in ('update', 'm', 'v'))}"
 
 
-def _optax(p: Program, names: _Names, _cls: str | None) -> str:
-    lines, helpers = _body(p, names, _JAX, torch=False)
-    slots = state_slots(p)
+def _functions(p: Program, names: _Names, to: str) -> list[str]:
+    """The helpers, then `_train`: the program's step on one tensor."""
+    lines, helpers = _body(p, names, to)
     ins, hyper = _signature_args(p, names)
-    out = [*_header(p, "An optax optimizer"),
-           "from typing import NamedTuple", "", "import jax", "import jax.numpy as jnp", "import optax", ""]
-    for h in sorted(helpers | {"_full"}):
-        out += ["", _JAX_HELPERS[h], ""]
+    out = [line for h in sorted(helpers) for line in ("", helpers[h], "")]
     out += ["", f"def _train({', '.join(ins + hyper)}):",
             '    """One step on one tensor: returns (update, m, v), each at w\'s shape and dtype."""']
-    out += ["    " + line for line in _prologue(p, False) + lines + [_epilogue(p, names)]]
+    return out + ["    " + line for line in _prologue(p, to == "pytorch") + lines + [_epilogue(p, names)]]
+
+
+def _optax(p: Program, names: _Names, _cls: str | None) -> str:
+    slots = state_slots(p)
+    _, hyper = _signature_args(p, names)
+    out = [*_header(p, "An optax optimizer"),
+           "from typing import NamedTuple", "", "import jax", "import jax.numpy as jnp", "import optax", "",
+           *_functions(p, names, "optax")]
     out += ["", "", "class ProgramState(NamedTuple):",
             "    count: jax.Array  # steps taken so far",
             f"    m: optax.Params | None  # {'memory slot m' if 'm' in slots else 'unused: None'}",
@@ -360,16 +230,10 @@ def _class_name(p: Program, name: str | None) -> str:
 
 
 def _pytorch(p: Program, names: _Names, name: str | None) -> str:
-    lines, helpers = _body(p, names, _TORCH, torch=True)
     slots = state_slots(p)
-    ins, hyper = _signature_args(p, names)
+    _, hyper = _signature_args(p, names)
     cls = _class_name(p, name)
-    out = [*_header(p, "A PyTorch optimizer"), "import torch", ""]
-    for h in sorted(helpers | {"_full"}):
-        out += ["", _TORCH_HELPERS[h], ""]
-    out += ["", f"def _train({', '.join(ins + hyper)}):",
-            '    """One step on one tensor: returns (update, m, v), each at w\'s shape and dtype."""']
-    out += ["    " + line for line in _prologue(p, True) + lines + [_epilogue(p, names)]]
+    out = [*_header(p, "A PyTorch optimizer"), "import torch", "", *_functions(p, names, "pytorch")]
     hp_init = "".join(f", {names(k)}={x!r}" for k, x in p.params)
     hp_dict = ", ".join(["lr=lr"] + [f"{h}={h}" for h in hyper])
     mem = [f'state["{k}"]' if k in slots else "torch.zeros_like(p)" for k in MEMORY]

@@ -2,6 +2,7 @@
 
 Each op is written once over an array namespace ``xp`` (``numpy`` or ``jax.numpy``), so the same
 definition drives abstract execution on the CPU (numpy, fast, float64) and compiled training (JAX).
+Exported code (dsl/export.py) writes each op from ``src``: the same formula, as source over ``xp``.
 
 Domain rule (one behaviour for every op): where an element lies outside the op's real domain, so
 that the mathematical result would be NaN or infinite for finite input (division by zero, log or
@@ -23,6 +24,10 @@ class Op:
     reduces: bool = False  # a reduction over the whole tensor, broadcast back to its shape
     infix: str | None = None  # printed as `a <infix> b` (or `-a` for neg)
     doc: str = ""
+    # `fn` as source over `xp` and the arguments x, y, z, valid for jax.numpy and torch (lines before
+    # the last are statements); when empty, the infix form or `xp.<name>(x, ...)`. A reduction's
+    # arguments arrive at the tensor's shape, so its source need not broadcast them.
+    src: str = ""
 
 
 def _guard(xp, valid, value):
@@ -77,47 +82,71 @@ _OPS = [
     Op("neg", 1, lambda xp, x: -x, infix="-", doc="-x"),
     Op("abs", 1, lambda xp, x: xp.abs(x)),
     Op("sign", 1, lambda xp, x: xp.sign(x), doc="-1, 0 or 1"),
-    Op("square", 1, lambda xp, x: x * x),
-    Op("sqrt", 1, lambda xp, x: _guard(xp, x >= 0, xp.sqrt(_safe(xp, x >= 0, x))), doc="0 for x < 0"),
-    Op("rsqrt", 1, lambda xp, x: _guard(xp, x > 0, 1.0 / xp.sqrt(_safe(xp, x > 0, x))), doc="0 for x <= 0"),
-    Op("reciprocal", 1, lambda xp, x: _div(xp, 1.0, x), doc="0 for x == 0"),
+    Op("square", 1, lambda xp, x: x * x,
+       src="x * x"),
+    Op("sqrt", 1, lambda xp, x: _guard(xp, x >= 0, xp.sqrt(_safe(xp, x >= 0, x))), doc="0 for x < 0",
+       src="xp.where(x >= 0, xp.sqrt(xp.where(x >= 0, x, 1.0)), 0.0)"),
+    Op("rsqrt", 1, lambda xp, x: _guard(xp, x > 0, 1.0 / xp.sqrt(_safe(xp, x > 0, x))), doc="0 for x <= 0",
+       src="xp.where(x > 0, 1.0 / xp.sqrt(xp.where(x > 0, x, 1.0)), 0.0)"),
+    Op("reciprocal", 1, lambda xp, x: _div(xp, 1.0, x), doc="0 for x == 0",
+       src="xp.where(x != 0, 1.0 / xp.where(x != 0, x, 1.0), 0.0)"),
     Op("exp", 1, lambda xp, x: xp.exp(x)),
     Op("expm1", 1, lambda xp, x: xp.expm1(x)),
-    Op("log", 1, lambda xp, x: _guard(xp, x > 0, xp.log(_safe(xp, x > 0, x))), doc="0 for x <= 0"),
-    Op("log1p", 1, lambda xp, x: _guard(xp, x > -1, xp.log1p(_safe(xp, x > -1, x, 0.0))), doc="0 for x <= -1"),
+    Op("log", 1, lambda xp, x: _guard(xp, x > 0, xp.log(_safe(xp, x > 0, x))), doc="0 for x <= 0",
+       src="xp.where(x > 0, xp.log(xp.where(x > 0, x, 1.0)), 0.0)"),
+    Op("log1p", 1, lambda xp, x: _guard(xp, x > -1, xp.log1p(_safe(xp, x > -1, x, 0.0))), doc="0 for x <= -1",
+       src="xp.where(x > -1, xp.log1p(xp.where(x > -1, x, 0.0)), 0.0)"),
     Op("sin", 1, lambda xp, x: xp.sin(x)),
     Op("cos", 1, lambda xp, x: xp.cos(x)),
     Op("tan", 1, lambda xp, x: xp.tan(x)),
-    Op("arcsin", 1, lambda xp, x: _guard(xp, xp.abs(x) <= 1, xp.arcsin(_safe(xp, xp.abs(x) <= 1, x, 0.0))), doc="0 for |x| > 1"),
-    Op("arccos", 1, lambda xp, x: _guard(xp, xp.abs(x) <= 1, xp.arccos(_safe(xp, xp.abs(x) <= 1, x, 0.0))), doc="0 for |x| > 1"),
+    Op("arcsin", 1, lambda xp, x: _guard(xp, xp.abs(x) <= 1, xp.arcsin(_safe(xp, xp.abs(x) <= 1, x, 0.0))), doc="0 for |x| > 1",
+       src="xp.where(xp.abs(x) <= 1, xp.arcsin(xp.where(xp.abs(x) <= 1, x, 0.0)), 0.0)"),
+    Op("arccos", 1, lambda xp, x: _guard(xp, xp.abs(x) <= 1, xp.arccos(_safe(xp, xp.abs(x) <= 1, x, 0.0))), doc="0 for |x| > 1",
+       src="xp.where(xp.abs(x) <= 1, xp.arccos(xp.where(xp.abs(x) <= 1, x, 0.0)), 0.0)"),
     Op("arctan", 1, lambda xp, x: xp.arctan(x)),
     Op("sinh", 1, lambda xp, x: xp.sinh(x)),
     Op("cosh", 1, lambda xp, x: xp.cosh(x)),
     Op("tanh", 1, lambda xp, x: xp.tanh(x)),
     Op("arcsinh", 1, lambda xp, x: xp.arcsinh(x)),
-    Op("arctanh", 1, lambda xp, x: _guard(xp, xp.abs(x) < 1, xp.arctanh(_safe(xp, xp.abs(x) < 1, x, 0.0))), doc="0 for |x| >= 1"),
-    Op("relu", 1, lambda xp, x: xp.maximum(x, 0.0)),
-    Op("sigmoid", 1, lambda xp, x: 0.5 * (xp.tanh(0.5 * x) + 1.0)),
+    Op("arctanh", 1, lambda xp, x: _guard(xp, xp.abs(x) < 1, xp.arctanh(_safe(xp, xp.abs(x) < 1, x, 0.0))), doc="0 for |x| >= 1",
+       src="xp.where(xp.abs(x) < 1, xp.arctanh(xp.where(xp.abs(x) < 1, x, 0.0)), 0.0)"),
+    Op("relu", 1, lambda xp, x: xp.maximum(x, 0.0),
+       src="xp.maximum(x, xp.zeros_like(x))"),
+    Op("sigmoid", 1, lambda xp, x: 0.5 * (xp.tanh(0.5 * x) + 1.0),
+       src="0.5 * (xp.tanh(0.5 * x) + 1.0)"),
     # binary, element-wise
     Op("add", 2, lambda xp, x, y: x + y, infix="+"),
     Op("sub", 2, lambda xp, x, y: x - y, infix="-"),
     Op("mul", 2, lambda xp, x, y: x * y, infix="*"),
-    Op("div", 2, _div, infix="/", doc="0 where y == 0"),
+    Op("div", 2, _div, infix="/", doc="0 where y == 0",
+       src="xp.where(y != 0, x / xp.where(y != 0, y, 1.0), 0.0)"),
     Op("maximum", 2, lambda xp, x, y: xp.maximum(x, y)),
     Op("minimum", 2, lambda xp, x, y: xp.minimum(x, y)),
-    Op("power", 2, _power, doc="real-valued x**y; 0 where undefined"),
+    Op("power", 2, _power, doc="real-valued x**y; 0 where undefined",
+       src="ok = (x > 0) | ((x < 0) & (xp.floor(y) == y)) | ((x == 0) & (y >= 0))\n"
+           "xp.where(ok, xp.power(xp.where(ok, x, 1.0), xp.where(ok, y, 1.0)), 0.0)"),
     Op("arctan2", 2, lambda xp, x, y: xp.arctan2(x, y)),
     # ternary, element-wise
-    Op("interp", 3, lambda xp, x, y, a: (1.0 - a) * x + a * y, doc="(1 - a) * x + a * y"),
-    Op("clip", 3, lambda xp, x, lo, hi: xp.minimum(xp.maximum(x, lo), hi), doc="min(max(x, lo), hi)"),
+    Op("interp", 3, lambda xp, x, y, a: (1.0 - a) * x + a * y, doc="(1 - a) * x + a * y",
+       src="(1.0 - z) * x + z * y"),
+    Op("clip", 3, lambda xp, x, lo, hi: xp.minimum(xp.maximum(x, lo), hi), doc="min(max(x, lo), hi)",
+       src="xp.minimum(xp.maximum(x, y), z)"),
     # reductions over the whole tensor, broadcast back to its shape
-    Op("norm", 1, _norm, reduces=True, doc="L2 norm"),
-    Op("mean", 1, lambda xp, x: _full(xp, x, xp.mean(x)), reduces=True),
-    Op("rms", 1, _rms, reduces=True, doc="sqrt(mean(x**2))"),
-    Op("std", 1, lambda xp, x: _full(xp, x, xp.std(x)), reduces=True),
-    Op("max_abs", 1, lambda xp, x: _full(xp, x, xp.max(xp.abs(x))), reduces=True, doc="L-inf norm"),
-    Op("dot", 2, _dot, reduces=True, doc="sum(x * y)"),
-    Op("cosine_sim", 2, _cosine_sim, reduces=True, doc="dot(x, y) / (norm(x) * norm(y)); 0 if a norm is 0"),
+    Op("norm", 1, _norm, reduces=True, doc="L2 norm",
+       src="xp.zeros_like(x) + xp.sqrt(xp.sum(x * x))"),
+    Op("mean", 1, lambda xp, x: _full(xp, x, xp.mean(x)), reduces=True,
+       src="xp.zeros_like(x) + xp.mean(x)"),
+    Op("rms", 1, _rms, reduces=True, doc="sqrt(mean(x**2))",
+       src="xp.zeros_like(x) + xp.sqrt(xp.mean(x * x))"),
+    Op("std", 1, lambda xp, x: _full(xp, x, xp.std(x)), reduces=True,
+       src="xp.zeros_like(x) + xp.std(x, correction=0)"),
+    Op("max_abs", 1, lambda xp, x: _full(xp, x, xp.max(xp.abs(x))), reduces=True, doc="L-inf norm",
+       src="xp.zeros_like(x) + xp.max(xp.abs(x))"),
+    Op("dot", 2, _dot, reduces=True, doc="sum(x * y)",
+       src="xp.zeros_like(x) + xp.sum(x * y)"),
+    Op("cosine_sim", 2, _cosine_sim, reduces=True, doc="dot(x, y) / (norm(x) * norm(y)); 0 if a norm is 0",
+       src="den = xp.sqrt(xp.sum(x * x)) * xp.sqrt(xp.sum(y * y))\n"
+           "xp.zeros_like(x) + xp.where(den != 0, xp.sum(x * y) / xp.where(den != 0, den, 1.0), 0.0)"),
 ]
 
 OPS: dict[str, Op] = {op.name: op for op in _OPS}

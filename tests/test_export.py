@@ -11,7 +11,8 @@ import pytest
 
 import dsl
 from dsl import Program, Statement
-from dsl.export import ExportError, export
+from dsl.execute import run
+from dsl.export import TARGETS, ExportError, export
 
 STEPS = 20
 
@@ -139,10 +140,41 @@ def test_pytorch_export_is_valid_python_with_the_optimizer_class(name):
         assert classes[0].name == "Lion" and "torch.sign(c)" in src
 
 
-def test_pytorch_export_of_every_op_parses():
+@pytest.mark.parametrize("to", TARGETS)
+def test_every_op_has_an_export_for_both_targets(to):
     for op in dsl.OPS:
         for args in _arg_sets(op):
-            ast.parse(export(_program(op, args), "pytorch", name="Probe"))
+            src = export(_program(op, args), to, name="Probe")
+            ast.parse(src)
+            assert "\n    t = " in src, f"{op}{args}"
+
+
+def _every_op_program() -> Program:
+    """Each op once, on inputs, `lr`, constants and the previous op's result (through tanh, to stay
+    finite); every result is summed into `update`, and m and v take some of them."""
+    stmts, prev = [Statement("update", "mul", ("g", 0.0))], "g"
+    for i, op in enumerate(dsl.OPS):
+        args = (("g", prev, "m", "w", "v")[i % 5], ("m", "w", "lr", "v", prev)[i % 5], (0.5, "g", -1.5)[i % 3])
+        stmts += [Statement(f"t{i}", op, args[:dsl.OPS[op].arity]), Statement(f"s{i}", "tanh", (f"t{i}",)),
+                  Statement("update", "add", ("update", f"s{i}"))]
+        prev = f"s{i}"
+    return Program((*stmts, Statement("m", "interp", ("g", "s13", 0.5)), Statement("v", "interp", ("s8", "v", 0.5))))
+
+
+def test_a_program_with_every_op_gives_the_updates_of_dsl_execute():
+    p = _every_op_program()
+    assert {s.op for s in p.statements} == set(dsl.OPS)
+    opt = _load(export(p, "optax"))["make_optimizer"](0.3)
+    params = _tree()
+    state, m, v = opt.init(params), jax.tree.map(jnp.zeros_like, params), jax.tree.map(jnp.zeros_like, params)
+    for i in range(3):
+        grads = jax.tree.map(lambda x: jnp.sin(3.0 * x + i) + 0.1 * x, params)
+        updates, state = opt.update(grads, state, params)
+        ref = [run(p, jnp, *a, 0.3, i + 1.0) for a in zip(*map(jax.tree.leaves, (params, grads, m, v)))]
+        _assert_same(updates, [-r[0] for r in ref])
+        _assert_same((state.m, state.v), ([r[1] for r in ref], [r[2] for r in ref]))
+        m, v = state.m, state.v
+        params = optax.apply_updates(params, updates)
 
 
 def test_unknown_target_is_an_error():
