@@ -3,7 +3,6 @@ fanned out over Ray workers (a local instance with `--workers N`, a cluster with
 from __future__ import annotations
 
 import argparse
-import math
 
 import dsl
 import proxy_tasks
@@ -20,25 +19,20 @@ def knob(text: str):
 
 
 def _local(programs, task: str, size: dict, seeds, direct: bool):
+    from search.record import Evaluation
     ev = proxy_tasks.Evaluator(task, **size)
     for _, p in programs:
         try:
-            f = ev.evaluate_direct(p, seeds) if direct else ev.evaluate(p, seeds)
-            yield {"fitness": f.loss, "accuracy": f.accuracy, "status": f.status, "seconds": f.seconds}
+            yield Evaluation.of(ev.evaluate_direct(p, seeds) if direct else ev.evaluate(p, seeds))
         except ValueError as e:  # e.g. longer than the largest length bucket
-            yield {"fitness": math.inf, "accuracy": None, "status": f"error: {e}", "seconds": 0.0}
+            yield Evaluation.failure(f"error: {e}")
 
 
 def _on_ray(programs, task: str, size: dict, seeds, workers: int):
     from search.workers import WorkerPool
     pool = WorkerPool(task, size, tuple(seeds), workers, timeout_s=3600, warm=False)
-    results, todo = {}, list(enumerate(programs))
     try:
-        while len(results) < len(programs):
-            while todo and pool.capacity > 0:
-                i, (_, p) = todo.pop(0)
-                pool.submit(i, p)
-            results.update(pool.wait())
+        results = dict(pool.map((i, p) for i, (_, p) in enumerate(programs)))
     finally:
         pool.shutdown()
     return [results[i] for i in range(len(programs))]
@@ -68,8 +62,8 @@ def cmd_eval(args) -> int:
         rows = (_on_ray(programs, task, size, seeds, args.workers or 2) if on_ray
                 else _local(programs, task, size, seeds, args.direct))
         for (ref, _), r in zip(programs, rows):
-            acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.4f}"
-            print(f"| {ref} | {task} | {r['fitness']:.4f} | {acc} | {r['status']} | {r['seconds']:.2f} |", flush=True)
+            acc = "-" if r.accuracy is None else f"{r.accuracy:.4f}"
+            print(f"| {ref} | {task} | {r.loss:.4f} | {acc} | {r.status} | {r.seconds:.2f} |", flush=True)
     return 0
 
 

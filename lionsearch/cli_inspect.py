@@ -81,18 +81,18 @@ def cmd_lineage(args) -> int:
         graph = inspect.lineage_graph(recs)
         chain = inspect.lineage(recs, args.program, graph=graph)
         if args.graph:
-            g = graph.subgraph(r["id"] for r in chain).copy() if args.chain_only else graph
+            g = graph.subgraph(r.id for r in chain).copy() if args.chain_only else graph
             path = inspect.write_graph(g, args.graph)
     except (inspect.InspectError, RunDirError) as e:
         raise _fail("lineage", e) from None
     end = chain[-1]
-    print(f"lineage of id {end['id']} (fingerprint {end['fingerprint']}, validation loss {_loss(end['fitness'])}): "
-          f"{len(chain) - 1} mutation(s) from id {chain[0]['id']} ({chain[0]['source']})")
+    print(f"lineage of id {end.id} (fingerprint {end.fingerprint}, validation loss {_loss(end.loss)}): "
+          f"{len(chain) - 1} mutation(s) from id {chain[0].id} ({chain[0].source})")
     print(f"{'id':>7}  {'loss':>10}  {'source':<10}  mutation")
     for r in chain:
-        print(f"{r['id']:>7}  {_loss(r['fitness']):>10}  {r['source']:<10}  {r.get('mutation') or ''}")
-    print(f"\n# id {end['id']}, live statements:")
-    print(dsl.to_text(dsl.strip_dead_code(dsl.parse(end["program"]))), end="")
+        print(f"{r.id:>7}  {_loss(r.loss):>10}  {r.source:<10}  {r.mutation}")
+    print(f"\n# id {end.id}, live statements:")
+    print(dsl.to_text(dsl.strip_dead_code(end.program)), end="")
     if args.graph:
         print(f"\nwrote {'the chain' if args.chain_only else 'the whole history'} as a graph "
               f"({g.number_of_nodes()} nodes, {g.number_of_edges()} edges): {path}")

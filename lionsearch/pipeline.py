@@ -21,7 +21,8 @@ import dsl
 from search.config import RunConfig, TaskConfig, load_config
 from search.runner import run_search
 from search.workers import SeedSplit
-from selection.funnel import FunnelConfig, Stage, _finite, _jsonable, provenance, run_funnel, tune_on_stage
+from search.record import finite_or_inf
+from selection.funnel import FunnelConfig, Stage, _jsonable, provenance, run_funnel, tune_on_stage
 from simplify import simplify_steps
 from simplify.rewrite import exact_simplify
 
@@ -57,7 +58,7 @@ def furthest(candidates: list[dict], order: list[str]) -> dict | None:
     among those (None for no candidates)."""
     def key(r):
         reached = [n for n in order if n in r["stages"]]
-        return -len(reached), _finite(r["stages"][reached[-1]]["loss"]) if reached else math.inf
+        return -len(reached), finite_or_inf(r["stages"][reached[-1]]["loss"]) if reached else math.inf
 
     return min(candidates, key=key, default=None)
 

@@ -66,11 +66,9 @@ def pool_rate(task: TaskConfig, workers: int, programs: list) -> float:
     from search.workers import WorkerPool
     pool = WorkerPool(task.name, task.size, task.seeds, workers, timeout_s=600)
     pool.wait_ready()
-    t0, todo, done = time.perf_counter(), list(programs), 0
-    while done < len(programs):
-        while todo and pool.capacity > 0:
-            pool.submit(len(todo), todo.pop())
-        done += len(pool.wait())
+    t0 = time.perf_counter()
+    for _ in pool.map(enumerate(programs)):
+        pass
     rate = len(programs) / (time.perf_counter() - t0)
     pool.shutdown()
     return rate

@@ -2,7 +2,10 @@
 
 The population is the P most recent evaluations (since the last restart): each step draws T of
 them at random, mutates the fittest (lowest validation loss) and adds the child; the oldest ages
-out. The run directory's history is the source of truth: population, fitness cache, best and
+out. `Evolution` is the strategy alone, as ask/tell: `ask()` proposes a child, `tell(record)`
+admits a result; it never sees how children are trained. `Search` drives it in a run directory:
+the checks that spare training (dead-code-only children, the `FitnessCache`), the workers
+(`WorkerPool.map`), the history. The history is the source of truth: population, cache, best and
 counters are all rebuilt from it on resume, so a killed run loses at most its in-flight work.
 Child k is drawn with the random stream (seed, k), so a one-worker run is exactly reproducible.
 With `method: random` the same loop is random search: every child is the warm start mutated k times
@@ -10,7 +13,7 @@ With `method: random` the same loop is random search: every child is the warm st
 """
 from __future__ import annotations
 
-import math
+import dataclasses
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -21,12 +24,10 @@ import numpy as np
 import dsl
 from dsl import Program
 
-from .config import ConfigError, RunConfig, to_dict
+from .config import ConfigError, RunConfig, SearchConfig, to_dict
 from .mutation import mutate, random_walk
+from .record import Evaluation, Record, best_distinct
 from .rundir import RunDir
-
-# How a record got its fitness: the ways children are spared training, and the ways they are not.
-SOURCES = ("warm_start", "trained", "cache", "dead_code", "restart")
 
 
 @dataclass
@@ -35,12 +36,12 @@ class Stats:
     rejected: int = 0  # malformed or failed abstract execution: never trained
     sources: Counter = field(default_factory=Counter)
 
-    def count(self, rec: dict) -> None:
+    def count(self, rec: Record) -> None:
         """Count one history record (the children rejected before it are folded into it)."""
-        self.sources[rec["source"]] += 1
-        if rec["source"] not in ("warm_start", "restart"):
-            self.proposed += 1 + rec.get("rejected", 0)
-            self.rejected += rec.get("rejected", 0)
+        self.sources[rec.source] += 1
+        if rec.source not in ("warm_start", "restart"):
+            self.proposed += 1 + rec.rejected
+            self.rejected += rec.rejected
 
     @property
     def saved(self) -> int:
@@ -56,12 +57,83 @@ class Stats:
                 "dead_code_rate": self.sources["dead_code"] / p, "saved_rate": self.saved / p}
 
 
-def _loss(rec: dict) -> float:
-    x = rec.get("fitness")
-    return math.inf if x is None or not math.isfinite(x) else x
+@dataclass(frozen=True)
+class Child:
+    """A proposed child: the program as mutated, its live part, its parent and the mutation."""
+    program: Program
+    live: Program
+    parent: Record
+    mutation: str
+    rejected: int  # children the checks rejected before this one
+
+    @property
+    def dead_code_only(self) -> bool:
+        """The mutation touched only dead code: the parent's function, its result."""
+        return self.live == dsl.strip_dead_code(self.parent.program.inline_params())
 
 
 class Evolution:
+    """The strategy: a population, tournaments and mutation, as ask/tell."""
+
+    def __init__(self, cfg: SearchConfig, seed: int):
+        self.cfg, self.seed = cfg, seed
+        self.population: deque[Record] = deque(maxlen=cfg.population)
+        self.warm: Record | None = None
+        self.k = 0  # the next child's random stream (seed, k)
+
+    def ask(self) -> Child:
+        """The next child: tournament and mutation (random search: the warm start mutated k times)."""
+        s = self.cfg
+        rng = np.random.default_rng([self.seed, self.k])
+        self.k += 1
+        if s.method == "random":
+            parent = self.warm
+            child = random_walk(parent.program, rng, s.mutation, int(rng.choice(s.random_depths)))
+        else:
+            pop = list(self.population)
+            picks = rng.choice(len(pop), size=min(s.tournament, len(pop)), replace=False)
+            parent = min((pop[i] for i in picks), key=lambda r: (r.loss, -r.id))
+            child = mutate(parent.program, rng, s.mutation)
+        return Child(child.program, dsl.strip_dead_code(child.program), parent, child.mutation, child.rejected)
+
+    def tell(self, rec: Record) -> None:
+        """Admit a result: it joins the population, and the oldest ages out (a restart empties it)."""
+        if rec.source == "restart":
+            self.population.clear()
+        self.warm = self.warm or rec
+        self.population.append(rec)
+
+
+class FitnessCache:
+    """Functionally equal programs train once: fingerprint -> the evaluation of the first that
+    trained; for a fingerprint in training now, the children waiting for its result."""
+
+    def __init__(self):
+        self.known: dict[str, Evaluation] = {}
+        self.waiting: dict[str, list[Child]] = {}
+
+    def add(self, fp: str, evaluation: Evaluation) -> None:
+        self.known.setdefault(fp, evaluation)
+
+    def get(self, fp: str) -> Evaluation | None:
+        e = self.known.get(fp)
+        return None if e is None else e.reused()
+
+    def join(self, fp: str, child: Child) -> bool:
+        """Whether an equal program is training now (the child then waits for its result);
+        otherwise the child's training starts."""
+        if fp in self.waiting:
+            self.waiting[fp].append(child)
+            return True
+        self.waiting[fp] = []
+        return False
+
+    def finish(self, fp: str) -> list[Child]:
+        """The children that waited for this fingerprint's training."""
+        return self.waiting.pop(fp, [])
+
+
+class Search:
     """A search in a run directory. `run()` executes it to its budget (resuming what is there)."""
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True):
@@ -72,127 +144,104 @@ class Evolution:
             raise ConfigError(f"{self.dir.path} already holds a run ({len(history)} evaluations): "
                               "pass --resume to continue it, or choose another --run-dir")
         self.dir.write_config(to_dict(cfg))
-        s = cfg.search
-        self.population: deque[dict] = deque(maxlen=s.population)
-        self.cache: dict[str, dict] = {}  # fingerprint -> record that trained it
-        self.records: list[dict] = []
-        self.best: dict | None = None
+        self.evo = Evolution(cfg.search, cfg.seed)
+        self.cache = FitnessCache()
+        self.records: list[Record] = []
+        self.best: Record | None = None
         self.stale = 0  # evaluations since the best improved
         self.stats = Stats()
-        self.programs: dict[int, Program] = {}
+        self.in_flight = 0  # children in training, or waiting for an equal one's result
+        self.bar = None
         for rec in history:
             self._admit(rec)
-        self._waiting: dict[str, list] = {}  # fingerprint in training -> children waiting for it
         self._start = time.monotonic()
 
     # ---- bookkeeping shared by live records and replayed ones ----------------------------------
-    def _admit(self, rec: dict) -> None:
+    def _admit(self, rec: Record) -> None:
         self.records.append(rec)
-        self.programs[rec["id"]] = dsl.parse(rec["program"])
         self.stats.count(rec)
-        if rec["source"] == "restart":
-            self.population.clear()
-        self.population.append(rec)
-        if rec["source"] in ("trained", "warm_start") and rec.get("fingerprint"):
-            self.cache.setdefault(rec["fingerprint"], rec)
-        if self.best is None or _loss(rec) < _loss(self.best):
+        self.evo.tell(rec)
+        if rec.source in ("trained", "warm_start") and rec.fingerprint:
+            self.cache.add(rec.fingerprint, rec.evaluation)
+        if self.best is None or rec.loss < self.best.loss:
             self.best, self.stale = rec, 0
-        elif rec["source"] != "restart":
+        elif rec.source != "restart":
             self.stale += 1
 
-    def _record(self, **fields) -> dict:
-        rec = {"id": len(self.records), **fields, "time": round(time.monotonic() - self._start, 3)}
-        if rec["fitness"] is not None and not math.isfinite(rec["fitness"]):
-            rec["fitness"] = None  # failures: JSON null, not the non-standard Infinity
+    def _record(self, program: Program, parent: int | None, mutation: str, rejected: int, fingerprint: str | None,
+                evaluation: Evaluation, source: str) -> Record:
+        rec = Record(len(self.records), program, parent, mutation, rejected, fingerprint, evaluation, source,
+                     round(time.monotonic() - self._start, 3))
         self.dir.append(rec)
         self._admit(rec)
-        if rec["id"] % self.cfg.search.checkpoint_every == 0:
+        if rec.id % self.cfg.search.checkpoint_every == 0:
             self.checkpoint()
         return rec
+
+    def _child_record(self, c: Child, fp: str, evaluation: Evaluation, source: str) -> Record:
+        return self._record(c.program, c.parent.id, c.mutation, c.rejected, fp, evaluation, source)
 
     def checkpoint(self) -> None:
         self.dir.write_json("population.json", {
             "evaluations": len(self.records), "stats": self.stats.as_dict(),
-            "population": [{k: r[k] for k in ("id", "fitness", "status", "fingerprint", "program")}
-                           for r in self.population]})
+            "population": [{"id": r.id, "fitness": r.to_json()["fitness"], "status": r.evaluation.status,
+                            "fingerprint": r.fingerprint, "program": r.text} for r in self.evo.population]})
         if self.best is not None:
-            self.dir.write_text("best.opt", f"# id {self.best['id']}, validation loss {self.best['fitness']}\n"
-                                + self.best["program"])
+            self.dir.write_text("best.opt", f"# id {self.best.id}, validation loss {self.best.to_json()['fitness']}\n"
+                                + self.best.text)
 
-    # ---- evolution -------------------------------------------------------------------------------
-    def _propose(self, k: int):
-        """Child k: tournament, mutation, and the checks that may spare it training."""
-        s = self.cfg.search
-        rng = np.random.default_rng([self.cfg.seed, k])
-        if s.method == "random":
-            parent = self.records[0]  # the warm start, mutated k times
-            pprog = self.programs[parent["id"]]
-            child = random_walk(pprog, rng, s.mutation, int(rng.choice(s.random_depths)))
-        else:
-            pop = list(self.population)
-            picks = rng.choice(len(pop), size=min(s.tournament, len(pop)), replace=False)
-            parent = min((pop[i] for i in picks), key=lambda r: (_loss(r), -r["id"]))
-            pprog = self.programs[parent["id"]]
-            child = mutate(pprog, rng, s.mutation)
-        live = dsl.strip_dead_code(child.program)
-        base = {"program": dsl.to_text(child.program), "parent": parent["id"], "mutation": child.mutation,
-                "rejected": child.rejected}
-        if live == dsl.strip_dead_code(pprog.inline_params()):
-            return base, live, parent["fingerprint"], {**_result_of(parent), "source": "dead_code"}
-        fp = dsl.fingerprint(live)
-        if fp in self.cache:
-            return base, live, fp, {**_result_of(self.cache[fp]), "source": "cache"}
-        return base, live, fp, None
+    # ---- the loop ---------------------------------------------------------------------------------
+    def _children(self):
+        """Children that need training, as `WorkerPool.map` items, proposed while there is room:
+        a child the checks answer (dead code only, the cache) is recorded here at once."""
+        while len(self.records) + self.in_flight < self.cfg.search.evaluations:
+            c = self.evo.ask()
+            if c.dead_code_only:
+                self._child_record(c, c.parent.fingerprint, c.parent.evaluation.reused(), "dead_code")
+                self._answered()
+                continue
+            fp = dsl.fingerprint(c.live)
+            known = self.cache.get(fp)
+            if known is not None:
+                self._child_record(c, fp, known, "cache")
+                self._answered()
+                continue
+            self.in_flight += 1
+            if not self.cache.join(fp, c):
+                yield (fp, c), c.live
+
+    def _answered(self) -> None:
+        _update(self.bar, self)
+        self._maybe_restart()
 
     def _maybe_restart(self) -> None:
         s = self.cfg.search
         if s.method == "evolution" and s.restart_after and self.stale >= s.restart_after \
                 and len(self.records) < s.evaluations:
             b = self.best
-            self._record(program=b["program"], fingerprint=b["fingerprint"], fitness=b["fitness"],
-                         accuracy=b.get("accuracy"), status=b["status"], parent=b["id"],
-                         mutation="restart from the best", worker=None, seconds=0.0, source="restart", rejected=0)
+            self._record(b.program, b.id, "restart from the best", 0, b.fingerprint,
+                         dataclasses.replace(b.evaluation.reused(), seconds=0.0), "restart")
             self.stale = 0
 
     def run(self, pool) -> dict:
         """Evolve until the budget of evaluations is spent; `pool` is a `WorkerPool`."""
         s = self.cfg.search
-        bar = _progress(self, s.evaluations) if self.progress else None
+        bar = self.bar = _progress(self, s.evaluations) if self.progress else None
         try:
             if not self.records:
                 warm = dsl.load(s.warm_start)  # validated with the config
                 live = dsl.strip_dead_code(warm.inline_params())
-                pool.submit(("warm", dsl.fingerprint(live), {"program": dsl.to_text(warm), "parent": None,
-                                                             "mutation": "warm start", "rejected": 0}), live)
-                for (_, fp, base), res in pool.wait():
-                    self._record(**base, fingerprint=fp, **res, source="warm_start")
+                for fp, res in pool.map([(dsl.fingerprint(live), live)]):
+                    self._record(warm, None, "warm start", 0, fp, res, "warm_start")
                 _update(bar, self)
-            k = len(self.records) - self.stats.sources["restart"]  # child k uses random stream (seed, k)
-            in_flight = 0
-            while len(self.records) < s.evaluations:
-                while pool.capacity > 0 and len(self.records) + in_flight < s.evaluations:
-                    base, live, fp, known = self._propose(k)
-                    k += 1
-                    if known is not None:
-                        self._record(**base, fingerprint=fp, **known)
-                        _update(bar, self)
-                    elif fp in self._waiting:  # an equal child is training now: share its result
-                        self._waiting[fp].append(base)
-                        in_flight += 1
-                    else:
-                        self._waiting[fp] = []
-                        pool.submit((fp, base), live)
-                        in_flight += 1
-                    self._maybe_restart()
-                if not in_flight:
-                    continue
-                for (fp, base), res in pool.wait():
-                    rec = self._record(**base, fingerprint=fp, **res, source="trained")
-                    for other in self._waiting.pop(fp, []):
-                        self._record(**other, fingerprint=fp, **_result_of(rec), source="cache")
-                        in_flight -= 1
-                    in_flight -= 1
-                    _update(bar, self)
+            self.evo.k = len(self.records) - self.stats.sources["restart"]  # resumed: the streams not yet used
+            for (fp, child), res in pool.map(self._children()):
+                self._child_record(child, fp, res, "trained")
+                self.in_flight -= 1
+                for other in self.cache.finish(fp):
+                    self._child_record(other, fp, res.reused(), "cache")
+                    self.in_flight -= 1
+                _update(bar, self)
                 self._maybe_restart()
         finally:
             if bar is not None:
@@ -204,39 +253,23 @@ class Evolution:
         return summary
 
     def summary(self, top: int = 5) -> dict:
-        best = [{k: r.get(k) for k in ("id", "fitness", "accuracy", "status", "fingerprint", "program")}
+        best = [{"id": r.id, "fitness": r.to_json()["fitness"], "accuracy": r.evaluation.accuracy,
+                 "status": r.evaluation.status, "fingerprint": r.fingerprint, "program": r.text}
                 for r in best_distinct(self.records, top)]
         return {"run_dir": str(self.dir.path), "evaluations": len(self.records),
                 "seconds": round(time.monotonic() - self._start, 1), "stats": self.stats.as_dict(), "best": best}
 
 
-def best_distinct(records: list[dict], top: int) -> list[dict]:
-    """The `top` best records with finite fitness and distinct fingerprints, best first (the
-    earliest of equals)."""
-    seen, best = set(), []
-    for r in sorted(records, key=lambda r: (_loss(r), r["id"])):
-        if len(best) == top:
-            break
-        if r["fingerprint"] not in seen and math.isfinite(_loss(r)):
-            seen.add(r["fingerprint"])
-            best.append(r)
-    return best
-
-
-def _result_of(rec: dict) -> dict:
-    return {k: rec.get(k) for k in ("fitness", "accuracy", "status", "seconds", "seed_losses")} | {"worker": None}
-
-
-def _progress(evo: Evolution, total: int):
+def _progress(search: Search, total: int):
     from tqdm import tqdm
-    return tqdm(total=total, initial=len(evo.records), desc="search", unit="eval", dynamic_ncols=True)
+    return tqdm(total=total, initial=len(search.records), desc="search", unit="eval", dynamic_ncols=True)
 
 
-def _update(bar, evo: Evolution) -> None:
+def _update(bar, search: Search) -> None:
     if bar is None:
         return
-    bar.n = len(evo.records)
-    st = evo.stats.as_dict()
-    bar.set_postfix(best=f"{_loss(evo.best):.4f}", cache=f"{st['cache_rate']:.0%}",
+    bar.n = len(search.records)
+    st = search.stats.as_dict()
+    bar.set_postfix(best=f"{search.best.loss:.4f}", cache=f"{st['cache_rate']:.0%}",
                     dead=f"{st['dead_code_rate']:.0%}", rejected=f"{st['rejected_rate']:.0%}", refresh=False)
     bar.refresh()

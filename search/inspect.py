@@ -17,7 +17,8 @@ import yaml
 
 import dsl
 
-from .evolution import Stats, _loss, best_distinct
+from .evolution import Stats
+from .record import Record, best_distinct
 from .rundir import HISTORY, read_history
 
 GRAPH_FORMATS = {".graphml": nx.write_graphml, ".gexf": nx.write_gexf}
@@ -33,7 +34,7 @@ def is_run_dir(path: str | Path) -> bool:
     return p.is_dir() and ((p / HISTORY).is_file() or (p / "config.yaml").is_file())
 
 
-def records(run: str | Path | list[dict]) -> list[dict]:
+def records(run: str | Path | list[Record]) -> list[Record]:
     """The history of a run directory (read only: a torn last line is skipped, not repaired);
     a list of records passes through."""
     if isinstance(run, list):
@@ -43,25 +44,25 @@ def records(run: str | Path | list[dict]) -> list[dict]:
     return read_history(run)
 
 
-def counters(recs: list[dict]) -> dict:
+def counters(recs: list[Record]) -> dict:
     """The run's counters, recomputed from its history the way the search counts them."""
     st = Stats()
     for r in recs:
         st.count(r)
-    trained = [r for r in recs if r["source"] in ("trained", "warm_start")]
+    trained = [r for r in recs if r.source in ("trained", "warm_start")]
     return {"evaluations": len(recs), **st.as_dict(),
-            "failures": sum(1 for r in recs if not math.isfinite(_loss(r))),
-            "distinct_programs": len({r.get("fingerprint") for r in recs}),
-            "training_seconds": round(sum(r.get("seconds") or 0.0 for r in trained), 3)}
+            "failures": sum(1 for r in recs if not math.isfinite(r.loss)),
+            "distinct_programs": len({r.fingerprint for r in recs}),
+            "training_seconds": round(sum(r.evaluation.seconds for r in trained), 3)}
 
 
-def _program_info(r: dict, uses: Counter | None = None) -> dict:
-    p = dsl.parse(r["program"])
-    live = dsl.strip_dead_code(p)
-    info = {k: r.get(k) for k in ("id", "fitness", "accuracy", "status", "fingerprint", "source", "parent")}
-    info.update(statements=len(p), live_statements=len(live), program=r["program"], live=dsl.to_text(live))
+def _program_info(r: Record, uses: Counter | None = None) -> dict:
+    live = dsl.strip_dead_code(r.program)
+    info = {k: v for k, v in r.to_json().items()
+            if k in ("id", "fitness", "accuracy", "status", "fingerprint", "source", "parent")}
+    info.update(statements=len(r.program), live_statements=len(live), program=r.text, live=dsl.to_text(live))
     if uses is not None:
-        info["evaluations"] = uses[r["fingerprint"]]
+        info["evaluations"] = uses[r.fingerprint]
     return info
 
 
@@ -71,8 +72,8 @@ def show_run(run_dir: str | Path, top: int = 5) -> dict:
     recs = records(run_dir)
     cfg_file = Path(run_dir) / "config.yaml"
     cfg = yaml.safe_load(cfg_file.read_text()) if cfg_file.is_file() else {}
-    uses = Counter(r.get("fingerprint") for r in recs)
-    warm = next((r for r in recs if r["source"] == "warm_start"), None)
+    uses = Counter(r.fingerprint for r in recs)
+    warm = next((r for r in recs if r.source == "warm_start"), None)
     return {"run_dir": str(run_dir), "task": (cfg.get("task") or {}).get("name"), "counters": counters(recs),
             "warm_start": None if warm is None else _program_info(warm, uses),
             "best": [_program_info(r, uses) for r in best_distinct(recs, top)]}
@@ -84,21 +85,21 @@ _NODE_KEYS = ("fitness", "accuracy", "status", "source", "fingerprint", "mutatio
               "seconds", "time", "program")
 
 
-def lineage_graph(run: str | Path | list[dict]) -> nx.DiGraph:
+def lineage_graph(run: str | Path | list[Record]) -> nx.DiGraph:
     """The history as a graph: a node per record (keyed by id, with its fields as attributes; a
     missing or null field is left out), an edge parent -> child carrying the mutation text."""
     g, recs = nx.DiGraph(), records(run)
     for r in recs:
-        g.add_node(r["id"], **{k: r[k] for k in _NODE_KEYS if r.get(k) is not None})
+        g.add_node(r.id, **{k: v for k, v in r.to_json().items() if k in _NODE_KEYS and v is not None})
     for r in recs:
-        if r.get("parent") is not None:
-            if r["parent"] not in g:
-                raise InspectError(f"record {r['id']} names parent {r['parent']}, which is not in the history")
-            g.add_edge(r["parent"], r["id"], mutation=r.get("mutation") or "")
+        if r.parent is not None:
+            if r.parent not in g:
+                raise InspectError(f"record {r.id} names parent {r.parent}, which is not in the history")
+            g.add_edge(r.parent, r.id, mutation=r.mutation)
     return g
 
 
-def lineage_depths(run: str | Path | list[dict]) -> list[int]:
+def lineage_depths(run: str | Path | list[Record]) -> list[int]:
     """How many steps from the warm start each record's lineage is (its distance from the root)."""
     g = lineage_graph(run)
     roots = [n for n in g if g.in_degree(n) == 0]
@@ -112,14 +113,13 @@ def load_program(ref: str, ident: str | None = None) -> dsl.Program:
     """A program by reference: a built-in name, an .opt path, or a run directory's best program
     (or the one `ident`, an id or fingerprint, names)."""
     if is_run_dir(ref):
-        rec = find(ref, ident)
-        return dsl.parse(rec["program"])
+        return find(ref, ident).program
     if ident is not None:
         raise InspectError(f"--id needs a run directory; {ref} is a program")
     return dsl.load(ref)
 
 
-def find(run: str | Path | list[dict], ref: str | int | None = None) -> dict:
+def find(run: str | Path | list[Record], ref: str | int | None = None) -> Record:
     """The record `ref` names: an id, a fingerprint or a unique prefix of one (its earliest
     record: where the search found it), or None for the best record (as `best_distinct` ranks)."""
     recs = records(run)
@@ -132,29 +132,29 @@ def find(run: str | Path | list[dict], ref: str | int | None = None) -> dict:
         return best[0]
     ref = str(ref).strip()
     if ref.isdigit() and len(ref) < 16:
-        by_id = {r["id"]: r for r in recs}
+        by_id = {r.id: r for r in recs}
         if int(ref) not in by_id:
             raise InspectError(f"no evaluation with id {ref} (ids run from 0 to {len(recs) - 1})")
         return by_id[int(ref)]
-    fps = sorted({r["fingerprint"] for r in recs if r.get("fingerprint") and r["fingerprint"].startswith(ref.lower())})
+    fps = sorted({r.fingerprint for r in recs if r.fingerprint and r.fingerprint.startswith(ref.lower())})
     if not fps or len(ref) < 4:
         raise InspectError(f"{ref!r} is neither an evaluation id nor a fingerprint in this run"
                            + (" (give at least 4 characters of a fingerprint)" if fps else ""))
     if len(fps) > 1:
         raise InspectError(f"fingerprint prefix {ref!r} is ambiguous: {', '.join(fps[:5])}"
                            + (", ..." if len(fps) > 5 else ""))
-    return min((r for r in recs if r["fingerprint"] == fps[0]), key=lambda r: r["id"])
+    return min((r for r in recs if r.fingerprint == fps[0]), key=lambda r: r.id)
 
 
-def lineage(run: str | Path | list[dict], ref: str | int | None = None,
-            graph: nx.DiGraph | None = None) -> list[dict]:
+def lineage(run: str | Path | list[Record], ref: str | int | None = None,
+            graph: nx.DiGraph | None = None) -> list[Record]:
     """The ancestry of a program (default: the best) as its records from the root (the warm start)
     to it: each step's `parent` is the step before."""
     recs = records(run)
     target = find(recs, ref)
     g = graph if graph is not None else lineage_graph(recs)
-    by_id = {r["id"]: r for r in recs}
-    chain, node = [], target["id"]
+    by_id = {r.id: r for r in recs}
+    chain, node = [], target.id
     while True:
         chain.append(by_id[node])
         parents = list(g.predecessors(node))
@@ -192,8 +192,8 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
         raise InspectError(f"{run_dir}: the run has no evaluations yet; nothing to plot")
     out = Path(out) if out is not None else Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ids = np.array([r["id"] for r in recs])
-    loss = np.array([_loss(r) for r in recs])
+    ids = np.array([r.id for r in recs])
+    loss = np.array([r.loss for r in recs])
     ok = np.isfinite(loss)
     best = np.minimum.accumulate(loss)
     name = Path(run_dir).resolve().name
@@ -217,7 +217,7 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
                 label="best so far")
         ax.axhline(first, color="gray", ls="--", lw=0.8, label=f"first result ({first:.4g})")
         ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.02 * (hi - lo))
-    restarts = [r["id"] for r in recs if r["source"] == "restart"]
+    restarts = [r.id for r in recs if r.source == "restart"]
     for k, x in enumerate(restarts):
         ax.axvline(x, color="green", lw=0.6, alpha=0.5, label="restart" if k == 0 else None)
     fails = int((~ok).sum())

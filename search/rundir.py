@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from .record import Record, RecordError
+
 HISTORY = "history.jsonl"
 
 
@@ -31,7 +33,7 @@ def new_run_dir(root: str | Path = "runs") -> Path:
     return path
 
 
-def read_history(run_dir: str | Path, repair: bool = False) -> list[dict]:
+def read_history(run_dir: str | Path, repair: bool = False) -> list[Record]:
     """Every evaluation recorded so far. A torn last line (a kill mid-write) is detected and not
     trusted: with `repair` it is cut off the file; a bad line elsewhere is an error naming it."""
     path = Path(run_dir) / HISTORY
@@ -47,9 +49,10 @@ def read_history(run_dir: str | Path, repair: bool = False) -> list[dict]:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except ValueError:
-            raise RunDirError(f"{path}: line {n} is not valid JSON; the history is damaged") from None
+            records.append(Record.from_json(json.loads(line), f"{path}: line {n}"))
+        except ValueError as e:
+            raise RunDirError(str(e) if isinstance(e, RecordError) else
+                              f"{path}: line {n} is not valid JSON; the history is damaged") from None
     return records
 
 
@@ -70,14 +73,14 @@ class RunDir:
             raise RunDirError(f"{self.path}: not a run directory (no config.yaml)")
         return yaml.safe_load(f.read_text())
 
-    def append(self, record: dict) -> None:
+    def append(self, record: Record) -> None:
         if self._history is None:
             self._history = open(self.path / HISTORY, "a", encoding="utf-8")
-        self._history.write(json.dumps(record, sort_keys=False) + "\n")
+        self._history.write(json.dumps(record.to_json(), sort_keys=False) + "\n")
         self._history.flush()
         os.fsync(self._history.fileno())
 
-    def history(self, repair: bool = False) -> list[dict]:
+    def history(self, repair: bool = False) -> list[Record]:
         return read_history(self.path, repair)
 
     def write_json(self, name: str, obj) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import ray
 
 from .config import ConfigError, RayConfig, RunConfig, from_dict
-from .evolution import Evolution
+from .evolution import Search
 from .rundir import RunDir, new_run_dir
 from .workers import WorkerPool
 
@@ -39,12 +39,12 @@ def connect_ray(cfg: RayConfig) -> None:
 
 
 def run_search(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> dict:
-    evo = Evolution(cfg, run_dir, resume=resume, progress=progress)
+    search = Search(cfg, run_dir, resume=resume, progress=progress)
     connect_ray(cfg.ray)
     pool = WorkerPool(cfg.task.name, dict(cfg.task.size), tuple(cfg.task.seeds), cfg.ray.workers,
                       cfg.search.timeout_s)
     try:
-        summary = evo.run(pool)
+        summary = search.run(pool)
     finally:
         pool.shutdown()
     summary["worker_retries"], summary["timeouts"] = pool.retries, pool.timeouts

@@ -12,8 +12,11 @@ import socket
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Iterable, Iterator
 
 import ray
+
+from .record import Evaluation
 
 # Small models: one thread per worker beats XLA's thread pool fighting the other workers.
 _WORKER_ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
@@ -33,11 +36,10 @@ class Evaluator:
     def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()
 
-    def evaluate(self, program, seeds=None) -> dict:
+    def evaluate(self, program, seeds=None) -> Evaluation:
         """The program's fitness on `seeds` (default: the worker's own)."""
         f = self.evaluator.evaluate(program, seeds=self.seeds if seeds is None else tuple(seeds))
-        return {"fitness": f.loss, "accuracy": f.accuracy, "status": f.status, "seconds": f.seconds,
-                "worker": self.name, "seed_losses": [x if math.isfinite(x) else None for x in f.seed_losses]}
+        return Evaluation.of(f, self.name)
 
 
 @dataclass
@@ -91,12 +93,28 @@ class WorkerPool:
         self._queue.append(_Job(key, program, seeds))
         self._dispatch()
 
+    def map(self, items: Iterable[tuple]) -> Iterator[tuple[object, Evaluation]]:
+        """Evaluate `(key, program[, seeds])` items, each pulled from `items` only when an actor is
+        free (so a generator may propose its next item after seeing earlier results); yields
+        `(key, Evaluation)` as they finish."""
+        items, more = iter(items), True
+        while True:
+            while more and self.capacity > 0:
+                item = next(items, None)
+                if item is None:
+                    more = False
+                else:
+                    self.submit(*item)
+            if not (self._jobs or self._queue):
+                return
+            yield from self.wait()
+
     def _dispatch(self) -> None:
         while self._queue and self._ready:
             job, job.actor, job.started = self._queue.popleft(), self._ready.popleft(), time.monotonic()
             self._jobs[job.actor.evaluate.remote(job.program, job.seeds)] = job
 
-    def wait(self) -> list[tuple[object, dict]]:
+    def wait(self) -> list[tuple[object, Evaluation]]:
         """Block until at least one candidate is finished (or failed); returns (key, result) pairs."""
         results = []
         while not results and (self._jobs or self._queue):
@@ -119,20 +137,20 @@ class WorkerPool:
                 except ray.exceptions.RayActorError:  # the worker (or its node) died: retry elsewhere
                     self._replace(job.actor)
                     if job.tries >= self.max_tries:
-                        results.append((job.key, _failure(f"worker died {job.tries} times")))
+                        results.append((job.key, Evaluation.failure(f"worker died {job.tries} times")))
                     else:
                         self.retries += 1
                         self._queue.appendleft(_Job(job.key, job.program, job.seeds, job.tries + 1))
                 except ray.exceptions.RayTaskError as e:  # a bug while evaluating: a failure, not a crash
                     self._ready.append(job.actor)
-                    results.append((job.key, _failure(f"error: {str(e).splitlines()[-1][:200]}")))
+                    results.append((job.key, Evaluation.failure(f"error: {str(e).splitlines()[-1][:200]}")))
             now = time.monotonic()
             for ref, job in list(self._jobs.items()):
                 if now - job.started > self.timeout_s:
                     del self._jobs[ref]
                     self.timeouts += 1
                     self._replace(job.actor)
-                    results.append((job.key, _failure(f"timeout after {self.timeout_s:g} s", now - job.started)))
+                    results.append((job.key, Evaluation.failure(f"timeout after {self.timeout_s:g} s", now - job.started)))
             self._dispatch()
         return results
 
@@ -147,34 +165,23 @@ class WorkerPool:
 
 
 class SeedSplit:
-    """One program trained on many seeds at once, the seeds split across workers (each chunk a
-    one-actor `WorkerPool`, with its retries and time limit). Simplification scores one program
-    at a time on many seeds; this keeps every worker busy with it."""
+    """One program trained on many seeds at once, the seeds split across workers. Simplification
+    scores one program at a time on many seeds; this keeps every worker busy with it."""
 
     def __init__(self, task: str, size: dict, seeds: tuple[int, ...], workers: int, timeout_s: float):
         self.seeds = tuple(seeds)
-        self.pools = [WorkerPool(task, size, self.seeds, 1, timeout_s, warm=False)
-                      for _ in range(max(1, min(workers, len(self.seeds))))]
+        self.pool = WorkerPool(task, size, self.seeds, max(1, min(workers, len(self.seeds))), timeout_s, warm=False)
+        self.workers = self.pool.capacity
 
     def loss(self, program, seeds=None) -> float:
         """The mean validation loss over `seeds` (default: all of them; inf where any seed's
         training failed), the seeds split across the workers."""
         seeds = self.seeds if seeds is None else tuple(seeds)
-        chunks = [(pool, seeds[i::len(self.pools)]) for i, pool in enumerate(self.pools)]
-        chunks = [(pool, c) for pool, c in chunks if c]
-        for pool, c in chunks:
-            pool.submit(None, program, c)
+        chunks = [c for c in (seeds[i::self.workers] for i in range(self.workers)) if c]
         total = 0.0
-        for pool, c in chunks:
-            (_, r), = pool.wait()
-            total += r["fitness"] * len(c) if r["status"] == "ok" else math.inf
+        for c, r in self.pool.map((c, program, c) for c in chunks):
+            total += r.loss * len(c) if r.ok else math.inf
         return total / len(seeds)
 
     def shutdown(self) -> None:
-        for pool in self.pools:
-            pool.shutdown()
-
-
-def _failure(status: str, seconds: float = 0.0) -> dict:
-    return {"fitness": float("inf"), "accuracy": None, "status": status, "seconds": seconds, "worker": None,
-            "seed_losses": None}
+        self.pool.shutdown()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import dsl
 from search.config import RayConfig, TaskConfig, load_config
-from search.evolution import best_distinct
+from search.record import best_distinct
 from search.rundir import read_history
 from search.workers import WorkerPool
 
@@ -68,44 +68,30 @@ def candidates_of(run_dir: str | Path, top_k: int) -> list[dict]:
         raise FileNotFoundError(f"{run_dir}: no history.jsonl with evaluations (not a run directory?)")
     picks, programs = [], []
     for r in best_distinct(records, len(records)):
-        p = dsl.parse(r["program"])
-        if not any(r["fitness"] == c["fitness"] for c in picks) \
-                and not any(dsl.equivalent_up_to_constants(p, q) for q in programs):
-            picks.append({k: r[k] for k in ("id", "fingerprint", "fitness", "program")})
-            programs.append(p)
+        if not any(r.loss == c["fitness"] for c in picks) \
+                and not any(dsl.equivalent_up_to_constants(r.program, q) for q in programs):
+            picks.append({"id": r.id, "fingerprint": r.fingerprint, "fitness": r.loss, "program": r.text})
+            programs.append(r.program)
             if len(picks) == top_k:
                 break
     return picks
-
-
-def _sweep(pool: WorkerPool, entries: list[dict], multipliers) -> dict[tuple[int, float], dict]:
-    """Train every (entry, lr multiplier) once; results keyed by (entry index, multiplier)."""
-    todo = [(i, k) for i in range(len(entries)) for k in multipliers]
-    results, queued = {}, 0
-    progs = {i: dsl.parse(e["program"]) for i, e in enumerate(entries)}
-    while len(results) < len(todo):
-        while queued < len(todo) and pool.capacity > 0:
-            i, k = todo[queued]
-            pool.submit((i, k), dsl.strip_dead_code(progs[i].scale_lr(k)))
-            queued += 1
-        for key, res in pool.wait():
-            results[key] = res
-    return results
 
 
 def tune_on_stage(stage: Stage, programs: list[str], cfg: FunnelConfig) -> list[dict]:
     """Each program's (text's) best over the lr multipliers on a stage: loss, accuracy, multiplier."""
     pool = WorkerPool(stage.task.name, dict(stage.task.size), tuple(stage.task.seeds), cfg.ray.workers,
                       cfg.timeout_s, warm=False)  # few programs: compile only the buckets used
-    try:
-        res = _sweep(pool, [{"program": t} for t in programs], cfg.lr_multipliers)
+    progs = [dsl.parse(t) for t in programs]
+    try:  # every (program, lr multiplier) once
+        res = dict(pool.map(((g, k), dsl.strip_dead_code(p.scale_lr(k)))
+                            for g, p in enumerate(progs) for k in cfg.lr_multipliers))
     finally:
         pool.shutdown()
     best = []
     for g in range(len(programs)):
-        k, r = min(((k, res[(g, k)]) for k in cfg.lr_multipliers), key=lambda kr: _finite(kr[1]["fitness"]))
-        best.append({"loss": _finite(r["fitness"]), "accuracy": r["accuracy"], "lr_multiplier": k,
-                     "status": r["status"], "seed_losses": r.get("seed_losses")})
+        k, r = min(((k, res[(g, k)]) for k in cfg.lr_multipliers), key=lambda kr: kr[1].loss)
+        best.append({"loss": r.loss, "accuracy": r.accuracy, "lr_multiplier": k, "status": r.status,
+                     "seed_losses": r.seed_losses})
     return best
 
 
@@ -156,10 +142,6 @@ def provenance(run_dir: str | Path, cfg: FunnelConfig) -> dict:
     what = dataclasses.replace(cfg, ray=RayConfig())
     return json.loads(json.dumps(_jsonable({"config": dataclasses.asdict(what),
                                             "evaluations": len(read_history(run_dir))})))
-
-
-def _finite(x) -> float:
-    return math.inf if x is None or not math.isfinite(x) else float(x)
 
 
 def _jsonable(x):

@@ -11,7 +11,6 @@ import networkx as nx
 import numpy as np
 import optax
 import pytest
-import ray
 
 import dsl
 from dsl.export import export
@@ -25,7 +24,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(local_ray, tmp_path_factory):
     """A real run directory: 40 evaluations of the logreg task, with restarts after plateaus
     (seed 0 with one worker gives a few)."""
     task = TaskConfig(name="logreg", size={"steps": 30, "batch": 32, "n_train": 256, "n_val": 128}, seeds=(0,))
@@ -33,12 +32,7 @@ def run(tmp_path_factory):
                                                    checkpoint_every=10, timeout_s=60.0, restart_after=10),
                     ray=RayConfig(workers=1), seed=0)  # one worker: reproducible, and quicker here
     path = tmp_path_factory.mktemp("inspect") / "run"
-    # address="local": a fresh instance even if another cluster runs on this machine
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        summary = run_search(cfg, path, progress=False)
-    finally:
-        ray.shutdown()
+    summary = run_search(cfg, path, progress=False)
     history = [json.loads(line) for line in (path / "history.jsonl").read_text().splitlines()]
     assert len(history) == EVALUATIONS
     return path, history, summary
@@ -119,20 +113,21 @@ def test_lineage_is_the_chain_of_parents_from_the_warm_start(run):
     path, history, _ = run
     best = min(history, key=lambda r: (_loss(r), r["id"]))
     chain = inspect.lineage(path)
-    assert chain[-1]["id"] == best["id"]
-    assert chain[0]["id"] == 0 and chain[0]["source"] == "warm_start"
+    assert chain[-1].id == best["id"]
+    assert chain[0].id == 0 and chain[0].source == "warm_start"
     for prev, step in zip(chain, chain[1:]):
-        assert step["parent"] == prev["id"]
-    g = inspect.lineage_graph(path)
-    for r in history:  # every record's chain ends at the warm start
-        ch = inspect.lineage(history, r["id"], graph=g)
-        assert ch[0]["id"] == 0 and ch[-1] == r
-        assert all(b["parent"] == a["id"] for a, b in zip(ch, ch[1:]))
-        if r["parent"] is not None:
-            assert g.edges[r["parent"], r["id"]]["mutation"] == r["mutation"]
-    restart = next((r for r in history if r["source"] == "restart"), None)
+        assert step.parent == prev.id
+    g, recs = inspect.lineage_graph(path), inspect.records(path)
+    assert [r.to_json() for r in recs] == history  # the typed records read back the history as written
+    for r in recs:  # every record's chain ends at the warm start
+        ch = inspect.lineage(recs, r.id, graph=g)
+        assert ch[0].id == 0 and ch[-1] == r
+        assert all(b.parent == a.id for a, b in zip(ch, ch[1:]))
+        if r.parent is not None:
+            assert g.edges[r.parent, r.id]["mutation"] == r.mutation
+    restart = next((r for r in recs if r.source == "restart"), None)
     if restart is not None:  # a restart's chain runs through the best it restarted from
-        assert inspect.lineage(history, restart["id"])[-2]["id"] == restart["parent"]
+        assert inspect.lineage(recs, restart.id)[-2].id == restart.parent
 
 
 def test_lineage_by_fingerprint_and_errors(run):
@@ -140,8 +135,8 @@ def test_lineage_by_fingerprint_and_errors(run):
     trained = [r for r in history if r["source"] == "trained"][-1]
     fp = trained["fingerprint"]
     first = min(r["id"] for r in history if r["fingerprint"] == fp)
-    assert inspect.lineage(path, fp)[-1]["id"] == first
-    assert inspect.find(path, fp[:6])["fingerprint"] == fp or len(
+    assert inspect.lineage(path, fp)[-1].id == first
+    assert inspect.find(path, fp[:6]).fingerprint == fp or len(
         {r["fingerprint"] for r in history if r["fingerprint"].startswith(fp[:6])}) > 1
     with pytest.raises(inspect.InspectError, match="no evaluation with id 999"):
         inspect.lineage(path, "999")
@@ -156,11 +151,11 @@ def test_lineage_cli_prints_the_steps_and_writes_graphs(run, tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"{len(chain) - 1} mutation(s) from id 0 (warm_start)" in out
     for r in chain:
-        assert f"{r['id']:>7}  " in out and (r["mutation"] or "") in out
+        assert f"{r.id:>7}  " in out and r.mutation in out
     g = nx.read_graphml(tmp_path / "all.graphml")
     assert g.number_of_nodes() == EVALUATIONS and g.number_of_edges() == EVALUATIONS - 1
     assert g.nodes["0"]["source"] == "warm_start" and g.nodes["0"]["program"] == history[0]["program"]
-    best = str(chain[-1]["id"])
+    best = str(chain[-1].id)
     assert main(["lineage", str(path), best, "--graph", str(tmp_path / "chain.gexf"), "--chain-only"]) == 0
     capsys.readouterr()
     g = nx.read_gexf(tmp_path / "chain.gexf")
@@ -208,10 +203,10 @@ def test_export_cli_writes_a_runs_best_program(run, tmp_path, capsys):
     best = inspect.find(path)
     assert main(["export", str(path), "--to", "optax"]) == 0
     src = capsys.readouterr().out
-    assert src == export(dsl.parse(best["program"]), "optax")
+    assert src == export(best.program, "optax")
     ns = {}
     exec(compile(src, "<exported>", "exec"), ns)  # generated code, in a test
-    ours, ref = _train(ns["make_optimizer"](1.0)), _train(dsl.as_optax(dsl.parse(best["program"]), 1.0))
+    ours, ref = _train(ns["make_optimizer"](1.0)), _train(dsl.as_optax(best.program, 1.0))
     for x, y in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6)
     assert main(["export", str(path), "--id", "0", "--to", "pytorch", "-o", str(tmp_path / "opt.py")]) == 0

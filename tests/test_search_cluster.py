@@ -3,14 +3,16 @@ import json
 import threading
 import time
 
+import pytest
 import ray
 from ray.cluster_utils import Cluster
 
 from search.config import RayConfig, RunConfig, SearchConfig, TaskConfig
-from search.evolution import Evolution
+from search.evolution import Search
 from search.workers import WorkerPool
 
 
+@pytest.mark.slow  # its own two-node cluster, not the shared local_ray
 def test_search_survives_losing_a_node(tmp_path):
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     node = cluster.add_node(num_cpus=1)
@@ -25,9 +27,9 @@ def test_search_survives_losing_a_node(tmp_path):
         actors = pool.wait_ready()
         where = dict(zip(map(id, actors), ray.get([a.node_id.remote() for a in actors])))
         assert sorted(where.values()) == sorted({node.node_id, cluster.head_node.node_id})  # one per node
-        evo = Evolution(cfg, tmp_path / "run", progress=False)
+        search = Search(cfg, tmp_path / "run", progress=False)
         out = {}
-        thread = threading.Thread(target=lambda: out.update(evo.run(pool)))
+        thread = threading.Thread(target=lambda: out.update(search.run(pool)))
         thread.start()
         deadline = time.time() + 120
         while time.time() < deadline and not any(

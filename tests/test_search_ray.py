@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-import ray
 
 import dsl
 from search.config import RayConfig, RunConfig, SearchConfig, TaskConfig, ConfigError
@@ -22,13 +21,6 @@ def config(evaluations=40, workers=2, **search):
     s = dict(population=10, tournament=3, evaluations=evaluations, checkpoint_every=10, timeout_s=60.0)
     s.update(search)
     return RunConfig(task=TASK, search=SearchConfig(**s), ray=RayConfig(workers=workers), seed=0)
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def history(run_dir):
@@ -102,7 +94,7 @@ def test_seed_split_scores_like_one_process_over_all_seeds(local_ray):
     seeds = (0, 1, 2)
     split = SeedSplit(TASK.name, dict(TASK.size), seeds, 2, timeout_s=60.0)
     try:
-        assert len(split.pools) == 2  # seeds 0, 2 on one worker, 1 on the other
+        assert split.workers == 2  # seeds 0, 2 go to one worker, 1 to the other
         here = proxy_tasks.Evaluator(TASK.name, **TASK.size)
         for name in ("adamw", "lion"):
             p = dsl.load(name)
@@ -115,6 +107,7 @@ def test_seed_split_scores_like_one_process_over_all_seeds(local_ray):
         split.shutdown()
 
 
+@pytest.mark.slow  # a search in a subprocess, on its own Ray
 def test_resume_after_kill_9_loses_and_repeats_nothing(tmp_path):
     cfg_file = tmp_path / "quick.yaml"
     cfg_file.write_text(

@@ -7,6 +7,7 @@ import pytest
 import dsl
 from search.config import ConfigError, RunConfig, load_config, to_dict, from_dict
 from search.mutation import MutationConfig, mutate, mutate_once, random_program
+from search.record import Evaluation, Record
 from search.rundir import RunDir, RunDirError, read_history
 
 
@@ -106,24 +107,47 @@ def test_shipped_configs_load():
         load_config(Path(__file__).parent.parent / "configs" / f"{name}.yaml")
 
 
+def _rec(i: int) -> Record:
+    return Record(i, dsl.load("sgd"), None, "warm start", 0, "fp", Evaluation(0.5, 0.9, "ok", 1.0), "trained")
+
+
 def test_history_appends_and_detects_a_torn_last_line(tmp_path):
     d = RunDir(tmp_path / "run")
     for i in range(3):
-        d.append({"id": i, "program": "x"})
+        d.append(_rec(i))
     d.close()
     f = tmp_path / "run" / "history.jsonl"
+    last = f.read_bytes().splitlines()[-1]
     with open(f, "ab") as h:
         h.write(b'{"id": 3, "prog')  # killed mid-write
-    assert [r["id"] for r in read_history(d.path)] == [0, 1, 2]
-    assert [r["id"] for r in read_history(d.path, repair=True)] == [0, 1, 2]
-    assert f.read_bytes().endswith(b'{"id": 2, "program": "x"}\n')
-    d.append({"id": 3})
-    assert [r["id"] for r in d.history()] == [0, 1, 2, 3]
+    assert [r.id for r in read_history(d.path)] == [0, 1, 2]
+    assert [r.id for r in read_history(d.path, repair=True)] == [0, 1, 2]
+    assert f.read_bytes().endswith(last + b"\n")
+    d.append(_rec(3))
+    assert d.history() == [_rec(i) for i in range(4)]  # to_json / from_json round trip
 
 
 def test_damaged_history_is_an_error_naming_the_line(tmp_path):
-    (tmp_path / "history.jsonl").write_text('{"id": 0}\nnot json\n{"id": 2}\n')
+    good = json.dumps(_rec(0).to_json())
+    (tmp_path / "history.jsonl").write_text(f'{good}\nnot json\n{good}\n')
     with pytest.raises(RunDirError, match="line 2"):
+        read_history(tmp_path)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"fitness": "low"}, "line 1: field 'fitness': expected int or float or null, got 'low'"),
+    ({"source": "magic"}, "line 1: field 'source': expected one of warm_start, trained"),
+    ({"program": "def train(w, g, m, v, lr):\n    update = frob(g)\n    return update, m, v\n"},
+     "line 1: field 'program': .*frob"),
+    ({"id": None}, "line 1: field 'id': expected int, got None"),
+])
+def test_a_malformed_record_is_an_error_naming_line_and_field(tmp_path, change, message):
+    (tmp_path / "history.jsonl").write_text(json.dumps(_rec(0).to_json() | change) + "\n")
+    with pytest.raises(RunDirError, match=message):
+        read_history(tmp_path)
+    missing = {k: v for k, v in _rec(0).to_json().items() if k != "status"}
+    (tmp_path / "history.jsonl").write_text(json.dumps(missing) + "\n")
+    with pytest.raises(RunDirError, match="line 1: field 'status' is missing"):
         read_history(tmp_path)
 
 
@@ -170,3 +194,36 @@ def test_random_walk_is_the_start_mutated_depth_times():
     with pytest.raises(ValueError, match="method: expected 'evolution' or 'random'"):
         from search.config import SearchConfig
         SearchConfig(method="annealing")
+
+
+def test_evolution_is_ask_tell_and_never_sees_training():
+    # the strategy alone, scored here by a rule (shorter live programs are better): ask proposes
+    # from the population, tell admits, the oldest ages out, and a seed fixes every child
+    from search.config import SearchConfig
+    from search.evolution import Evolution
+
+    def drive(seed: int) -> list[str]:
+        evo = Evolution(SearchConfig(population=6, tournament=3), seed)
+        evo.tell(_rec(0))
+        texts = []
+        for i in range(1, 40):
+            c = evo.ask()
+            assert c.parent in evo.population
+            evo.tell(Record(i, c.program, c.parent.id, c.mutation, c.rejected, None,
+                            Evaluation(float(len(c.live)), None, "ok", 0.0), "trained"))
+            texts.append(dsl.to_text(c.program))
+        assert len(evo.population) == 6 and evo.population[-1].id == 39
+        return texts
+
+    assert drive(3) == drive(3) and drive(3) != drive(4)
+
+
+def test_fitness_cache_answers_equal_programs_and_holds_waiting_children():
+    from search.evolution import FitnessCache
+    cache, ev = FitnessCache(), Evaluation(0.25, 0.5, "ok", 2.0, worker="host:1")
+    assert cache.get("a") is None
+    assert cache.join("a", "first") is False  # starts training
+    assert cache.join("a", "second") is True  # an equal program in training: waits for it
+    cache.add("a", ev)
+    assert cache.finish("a") == ["second"] and cache.finish("a") == []
+    assert cache.get("a") == Evaluation(0.25, 0.5, "ok", 2.0, worker=None)  # answered, not trained

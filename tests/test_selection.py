@@ -2,7 +2,6 @@
 import json
 
 import pytest
-import ray
 
 import dsl
 from search.config import ConfigError, RayConfig, RunConfig, SearchConfig, TaskConfig
@@ -13,14 +12,12 @@ SMALL = {"steps": 30, "batch": 32, "n_train": 256, "n_val": 128}
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+def run_dir(local_ray, tmp_path_factory):
     d = tmp_path_factory.mktemp("funnel") / "run"
     cfg = RunConfig(task=TaskConfig(name="logreg", size=SMALL),
                     search=SearchConfig(population=10, tournament=3, evaluations=30), ray=RayConfig(workers=2))
     run_search(cfg, d, progress=False)
-    yield d
-    ray.shutdown()
+    return d
 
 
 def test_funnel_stages_and_thresholds(run_dir):
@@ -78,7 +75,8 @@ def test_candidates_skip_a_program_that_trained_exactly_like_an_earlier_pick(tmp
 
     def rec(i, text, fitness):
         p = dsl.parse("def train(w, g, m, v, lr):\n" + text + "    return update, m, v\n")
-        return {"id": i, "program": dsl.to_text(p), "fingerprint": dsl.fingerprint(p), "fitness": fitness}
+        from search.record import Evaluation, Record
+        return Record(i, p, None, "", 0, dsl.fingerprint(p), Evaluation(fitness, None, "ok", 0.0), "trained").to_json()
 
     records = [
         rec(0, "    m = interp(g, m, 0.9)\n    update = m * lr\n", 0.5),

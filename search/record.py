@@ -1,0 +1,141 @@
+"""Typed history records: what one evaluation of a search leaves in `history.jsonl`.
+
+`Evaluation` is a program's score as a record keeps it (the task's `proxy_tasks.Fitness` and the
+worker that trained it); `Record` is one line of the history (the program, parsed once, where it
+came from, and its evaluation). `to_json` writes the history's format; `from_json` reads it back
+and names the field and line of anything malformed, so a damaged run directory is an error, not a
+stack trace from deep inside.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import dsl
+from dsl import Program
+
+# How a record got its evaluation: the ways children are spared training, and the ways they are not.
+SOURCES = ("warm_start", "trained", "cache", "dead_code", "restart")
+
+
+class RecordError(ValueError):
+    pass
+
+
+def finite_or_inf(x) -> float:
+    """A loss to compare: None, NaN and inf (failures) all sort last."""
+    return math.inf if x is None or not math.isfinite(x) else float(x)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A program's validation loss on the search's task (mean over seeds; inf where training
+    failed), its accuracy, status ("ok" or why it failed), seconds, and which worker trained it
+    (None where no training was needed)."""
+    loss: float
+    accuracy: float | None
+    status: str
+    seconds: float
+    worker: str | None = None
+    seed_losses: tuple | None = None  # each seed's loss, None for a failed seed
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @classmethod
+    def of(cls, f, worker: str | None = None) -> "Evaluation":
+        """From a task's `Fitness`."""
+        return cls(finite_or_inf(f.loss), f.accuracy, f.status, f.seconds, worker,
+                   tuple(x if math.isfinite(x) else None for x in f.seed_losses))
+
+    @classmethod
+    def failure(cls, status: str, seconds: float = 0.0) -> "Evaluation":
+        return cls(math.inf, None, status, seconds)
+
+    def reused(self) -> "Evaluation":
+        """The same result, answered without training (no worker)."""
+        return dataclasses.replace(self, worker=None)
+
+    def to_json(self) -> dict:
+        return {"fitness": self.loss if math.isfinite(self.loss) else None, "accuracy": self.accuracy,
+                "status": self.status, "seconds": self.seconds, "worker": self.worker,
+                "seed_losses": None if self.seed_losses is None else list(self.seed_losses)}
+
+    @classmethod
+    def from_json(cls, d: dict, where: str = "record") -> "Evaluation":
+        seeds = _field(d, "seed_losses", (list, type(None)), where, default=None)
+        return cls(finite_or_inf(_field(d, "fitness", (int, float, type(None)), where)),
+                   _field(d, "accuracy", (int, float, type(None)), where, default=None),
+                   _field(d, "status", str, where), float(_field(d, "seconds", (int, float, type(None)), where) or 0.0),
+                   _field(d, "worker", (str, type(None)), where, default=None),
+                   None if seeds is None else tuple(seeds))
+
+
+@dataclass(frozen=True)
+class Record:
+    """One evaluation of a search, as one line of `history.jsonl`."""
+    id: int
+    program: Program
+    parent: int | None
+    mutation: str
+    rejected: int  # children rejected by the checks before this one (never trained, never recorded)
+    fingerprint: str | None
+    evaluation: Evaluation
+    source: str
+    time: float = 0.0  # seconds since the search (or its resume) started
+
+    @property
+    def loss(self) -> float:
+        return self.evaluation.loss
+
+    @property
+    def text(self) -> str:
+        return dsl.to_text(self.program)
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "program": self.text, "parent": self.parent, "mutation": self.mutation,
+                "rejected": self.rejected, "fingerprint": self.fingerprint, **self.evaluation.to_json(),
+                "source": self.source, "time": self.time}
+
+    @classmethod
+    def from_json(cls, d, where: str = "record") -> "Record":
+        if not isinstance(d, dict):
+            raise RecordError(f"{where}: expected a JSON object, got {type(d).__name__}")
+        try:
+            program = dsl.parse(_field(d, "program", str, where))
+        except dsl.ProgramError as e:
+            raise RecordError(f"{where}: field 'program': {e}") from None
+        source = _field(d, "source", str, where)
+        if source not in SOURCES:
+            raise RecordError(f"{where}: field 'source': expected one of {', '.join(SOURCES)}, got {source!r}")
+        return cls(_field(d, "id", int, where), program, _field(d, "parent", (int, type(None)), where),
+                   _field(d, "mutation", str, where), _field(d, "rejected", int, where, default=0),
+                   _field(d, "fingerprint", (str, type(None)), where, default=None),
+                   Evaluation.from_json(d, where), source, float(_field(d, "time", (int, float), where, default=0.0)))
+
+
+def _field(d: dict, key: str, types, where: str, **default):
+    if key not in d:
+        if default:
+            return default["default"]
+        raise RecordError(f"{where}: field '{key}' is missing")
+    x = d[key]
+    if not isinstance(x, types) or isinstance(x, bool):
+        names = " or ".join(t.__name__.replace("NoneType", "null") for t in (types if isinstance(types, tuple) else (types,)))
+        raise RecordError(f"{where}: field '{key}': expected {names}, got {x!r}")
+    return x
+
+
+def best_distinct(records: list[Record], top: int) -> list[Record]:
+    """The `top` best records with finite loss and distinct fingerprints, best first (the earliest
+    of equals)."""
+    seen, best = set(), []
+    for r in sorted(records, key=lambda r: (r.loss, r.id)):
+        if len(best) == top:
+            break
+        if r.fingerprint not in seen and math.isfinite(r.loss):
+            seen.add(r.fingerprint)
+            best.append(r)
+    return best
