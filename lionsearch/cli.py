@@ -97,7 +97,7 @@ def cmd_simplify(args) -> int:
     try:
         steps = simplify_steps(p, task=args.task, tolerance=args.tolerance, seeds=tuple(args.seeds),
                                size=size, log=show, lr_multipliers=tuple(args.lr_multipliers),
-                               max_seconds=args.max_seconds, screen_seeds=args.screen_seeds)
+                               max_trainings=args.max_trainings, screen_seeds=args.screen_seeds)
     except ValueError as e:
         raise SystemExit(f"lionsearch simplify: {e}") from None
     final = steps[-1].program
@@ -232,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seeds", type=int, nargs="+", default=[0])
     sp.add_argument("--screen-seeds", type=int, default=0, metavar="K",
                     help="score each ablation on the first K seeds first; only those not clearly worse on all")
-    sp.add_argument("--max-seconds", type=float, help="stop the ablation after this long")
+    sp.add_argument("--max-trainings", type=int,
+                    help="stop the ablation after this many trainings of one seed (a count, not a clock)")
     sp.add_argument("--out", help="write the result here (default for a run: RUN/simplified.opt)")
     sp.set_defaults(func=cmd_simplify)
     sp = sub.add_parser("ops", help="list the op table")

@@ -35,7 +35,7 @@ class SimplifyConfig:
     task: TaskConfig | None = None  # the check task for ablation (default: the funnel's first stage)
     tolerance: float = 0.01
     lr_multipliers: tuple[float, ...] = (0.5, 1.0, 2.0)  # each candidate is scored at its best lr
-    max_seconds: float | None = None  # a bound on the ablation's time (None: until nothing applies)
+    max_trainings: int | None = None  # a bound on the ablation's compute, in trainings of one seed (None: none)
     screen_seeds: int = 0  # each ablation first on this many of the seeds (0: no screen)
 
     def __post_init__(self):
@@ -102,7 +102,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, resume: bool = Fal
         steps = simplify_steps(raw, task=check.name, tolerance=cfg.simplify.tolerance,
                                seeds=check.seeds, size=dict(check.size),
                                lr_multipliers=cfg.simplify.lr_multipliers, scorer=split.loss,
-                               max_seconds=cfg.simplify.max_seconds, screen_seeds=cfg.simplify.screen_seeds,
+                               max_trainings=cfg.simplify.max_trainings, screen_seeds=cfg.simplify.screen_seeds,
                                screener=lambda q: split.loss(q, check.seeds[:cfg.simplify.screen_seeds]),
                                log=lambda s: log(f"- {s.what}: {len(s.program)} statements"
                                                  + ("" if s.loss is None else f" [loss {s.loss:.4f}]")))

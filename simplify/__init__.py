@@ -17,7 +17,6 @@ Deterministic for given seeds.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -90,19 +89,20 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
                    size: dict | None = None, log: Callable[[Step], None] | None = None,
                    lr_multipliers: Sequence[float] = (1.0,),
                    scorer: Callable[[Program], float] | None = None,
-                   max_seconds: float | None = None, screen_seeds: int = 0,
+                   max_trainings: int | None = None, screen_seeds: int = 0,
                    screener: Callable[[Program], float] | None = None) -> list[Step]:
     """Every accepted step, the first being the input. `task` (a proxy task name) turns on the
     ablation step; without one only exact, function-preserving steps are taken. Each program on
     the task is scored at its best of `lr_multipliers` (a simpler program may want another lr,
     as optimizers are compared each at its own tuned lr) and kept at that lr. `scorer` (a
     program's mean validation loss on the task and seeds, e.g. `search.workers.SeedSplit`)
-    trains elsewhere instead of in this process. `max_seconds` bounds the ablation: past it, no
-    new ablation is tried and the program reached so far goes on to the last exact steps. With
+    trains elsewhere instead of in this process. `max_trainings` bounds the ablation by its
+    compute, counted in trainings of one seed (a check at one lr on 16 seeds is 16), not by the
+    clock, so that a loaded machine reaches the same result: past it, no new ablation is tried and
+    the program reached so far goes on to the last exact steps. With
     `screen_seeds` k, each ablation is first scored on the first k seeds (by `screener`, or in
     this process) and fully checked only where that screen does not show it clearly worse
     (`SCREEN_MARGIN`): most ablations fail, and a screen costs k / len(seeds) of a check."""
-    deadline = math.inf if max_seconds is None else time.monotonic() + max_seconds
     if task is not None and scorer is None:
         import proxy_tasks
         evaluator = proxy_tasks.Evaluator(task, **(size or {}))
@@ -111,15 +111,18 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
             screener = lambda q: evaluator.evaluate(q, tuple(seeds)[:screen_seeds]).loss
     losses: dict[Program, float] = {}
     screened: dict[Program, float] = {}
+    spent = 0  # trainings of one seed so far
 
     def loss(q: Program) -> float:
+        nonlocal spent
         if q not in losses:
-            losses[q] = scorer(q)
+            losses[q], spent = scorer(q), spent + len(seeds)
         return losses[q]
 
     def screen_loss(q: Program) -> float:
+        nonlocal spent
         if q not in screened:
-            screened[q] = screener(q)
+            screened[q], spent = screener(q), spent + min(screen_seeds, len(seeds))
         return screened[q]
 
     grid = sorted(set(lr_multipliers) | {1.0})
@@ -169,8 +172,8 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
         while changed:
             changed = False
             for what, r in _ablations(q):
-                if time.monotonic() >= deadline:
-                    take(f"stop the ablation: {max_seconds:g} s spent", q, steps[-1].loss)
+                if max_trainings is not None and spent >= max_trainings:
+                    take(f"stop the ablation: {spent} trainings spent (budget {max_trainings})", q, steps[-1].loss)
                     break
                 r = dsl.strip_dead_code(r)
                 if r in seen or not dsl.check(r):

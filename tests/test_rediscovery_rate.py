@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
@@ -18,7 +19,7 @@ funnel:
   lr_multipliers: [1.0]
   stages:
     - {name: A, task: {name: logreg, size: {steps: 20, batch: 32, n_train: 256, n_val: 128}, seeds: [2]}, max_ratio: 5.0}
-simplify: {tolerance: 0.0, lr_multipliers: [1.0], max_seconds: 5}
+simplify: {tolerance: 0.0, lr_multipliers: [1.0], max_trainings: 20}
 """
 
 
@@ -27,6 +28,7 @@ def test_seed_list():
     assert rediscovery_rate.seed_list("0-1,5,7-8") == [0, 1, 5, 7, 8]
 
 
+@pytest.mark.slow  # whole pipeline runs on Ray, several of them
 def test_rate_script_runs_resumes_and_compares_random_search(tmp_path, capsys):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(TINY)

@@ -116,6 +116,7 @@ def test_steps_are_reported_and_deterministic():
     assert all(dsl.equivalent(s.program, p) for s in a)
 
 
+@pytest.mark.slow  # trains every ablation candidate
 def test_ablation_on_a_task_keeps_the_loss_within_tolerance():
     # Lion plus a statement that matters little: a tiny gradient term added to the update.
     p = prog("""
@@ -318,8 +319,9 @@ def test_no_merge_where_it_would_need_a_copy():
     assert dsl.equivalent(simplify(p), p)
 
 
-def test_max_seconds_bounds_the_ablation():
-    """Past its time bound the ablation stops and says so; the exact steps still happened."""
+def test_max_trainings_bounds_the_ablation():
+    """Past its budget of trainings the ablation stops and says so; the exact steps still happened,
+    and the same budget gives the same result (it counts trainings, not seconds)."""
     p = prog("""
         c = interp(g, m, 0.9)
         x = c * 1.0
@@ -328,12 +330,16 @@ def test_max_seconds_bounds_the_ablation():
         m = interp(g, m, 0.99)
     """)
     size = {"steps": 10, "batch": 16, "n_train": 64, "n_val": 32}
-    steps = simplify_steps(p, task="logreg", tolerance=1.0, size=size, max_seconds=0)
-    assert any(s.what.startswith("stop the ablation") for s in steps)
+    steps = simplify_steps(p, task="logreg", tolerance=1.0, size=size, max_trainings=1)
+    assert any(s.what.startswith("stop the ablation: 1 trainings spent") for s in steps)
     assert not any(s.what.startswith(("delete", "rewrite", "replace")) for s in steps)
     assert dsl.equivalent(steps[-1].program, p) and len(steps[-1].program) == 4
     unbounded = simplify_steps(p, task="logreg", tolerance=1.0, size=size)
-    assert len(unbounded[-1].program) < 4  # with time, a 100% tolerance lets the ablation drop more
+    assert len(unbounded[-1].program) < 4  # with more, a 100% tolerance lets the ablation drop more
+    some = [simplify_steps(p, task="logreg", tolerance=1.0, size=size, max_trainings=3) for _ in range(2)]
+    assert [s.what for s in some[0]] == [s.what for s in some[1]]
+    assert any(s.what.startswith("stop the ablation: 3 trainings") for s in some[0])
+    assert len(some[0][-1].program) >= len(unbounded[-1].program)
 
 
 def test_a_screen_on_few_seeds_spares_full_checks_and_keeps_the_result():
