@@ -1,6 +1,5 @@
 """`lionsearch eval`: in this process, and fanned out over Ray workers."""
 import pytest
-import ray
 
 import dsl
 from lionsearch.cli import main
@@ -20,12 +19,8 @@ def test_eval_locally(capsys, tmp_path):
         main(["eval", "sgd", "--task", "logreg", "--set", "widht=3"])
 
 
-def test_eval_fans_out_over_ray(capsys):
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        assert main(["eval", "sgd", "lion", "adamw_warmstart", "--tasks", "logreg", "--workers", "2", *SETS]) == 0
-    finally:
-        ray.shutdown()
+def test_eval_fans_out_over_ray(local_ray, capsys):
+    assert main(["eval", "sgd", "lion", "adamw_warmstart", "--tasks", "logreg", "--workers", "2", *SETS]) == 0
     on_ray = capsys.readouterr().out
     assert "on Ray (2 workers)" in on_ray
     assert main(["eval", "sgd", "lion", "adamw_warmstart", "--tasks", "logreg", *SETS]) == 0

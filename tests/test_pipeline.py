@@ -2,7 +2,6 @@
 import json
 
 import pytest
-import ray
 
 import dsl
 from lionsearch.cli import main
@@ -22,22 +21,18 @@ simplify: {tolerance: 0.05}
 """
 
 
-def test_run_does_every_stage_and_writes_final_opt(tmp_path, capsys):
+def test_run_does_every_stage_and_writes_final_opt(local_ray, tmp_path, capsys):
     cfg_file = tmp_path / "short.yaml"
     cfg_file.write_text(CONFIG)
     run = tmp_path / "run"
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        assert main(["run", str(cfg_file), "--run-dir", str(run), "--no-progress"]) == 0
-        out = capsys.readouterr().out
-        # resumed after the funnel (say, killed while simplifying): the search and the funnel
-        # are not run again, and the same final program comes out
-        selection, final_text = (run / "selection.json").read_bytes(), (run / "final.opt").read_text()
-        (run / "final.opt").unlink()
-        assert main(["run", str(cfg_file), "--run-dir", str(run), "--resume", "--no-progress"]) == 0
-        again = capsys.readouterr().out
-    finally:
-        ray.shutdown()
+    assert main(["run", str(cfg_file), "--run-dir", str(run), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    # resumed after the funnel (say, killed while simplifying): the search and the funnel
+    # are not run again, and the same final program comes out
+    selection, final_text = (run / "selection.json").read_bytes(), (run / "final.opt").read_text()
+    (run / "final.opt").unlink()
+    assert main(["run", str(cfg_file), "--run-dir", str(run), "--resume", "--no-progress"]) == 0
+    again = capsys.readouterr().out
     assert "== funnel: done before" in again and (run / "selection.json").read_bytes() == selection
     assert (run / "final.opt").read_text() == final_text
     assert len((run / "history.jsonl").read_text().splitlines()) == 30  # the search ran
@@ -64,16 +59,12 @@ def test_run_does_every_stage_and_writes_final_opt(tmp_path, capsys):
     assert "# verdict: discovered" in out and "# family: " in out and "vs baseline" in out
 
 
-def test_run_where_nothing_passes_says_so(tmp_path, capsys):
+def test_run_where_nothing_passes_says_so(local_ray, tmp_path, capsys):
     """A funnel no candidate can pass (max_ratio: 0.01): the verdict, no final.opt, exit status 3."""
     cfg_file = tmp_path / "strict.yaml"
     cfg_file.write_text(CONFIG.replace("max_ratio: 2.0", "max_ratio: 0.01").replace("evaluations: 30", "evaluations: 12"))
     run = tmp_path / "run"
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        assert main(["run", str(cfg_file), "--run-dir", str(run), "--no-progress"]) == 3
-    finally:
-        ray.shutdown()
+    assert main(["run", str(cfg_file), "--run-dir", str(run), "--no-progress"]) == 3
     out = capsys.readouterr().out
     result = json.loads((run / "final.json").read_text())
     assert result["verdict"] == "no candidate generalized" and not (run / "final.opt").exists()

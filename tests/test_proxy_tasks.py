@@ -42,6 +42,7 @@ def test_registry_has_the_required_tasks():
     assert set(TINY) <= set(proxy_tasks.names())
 
 
+@pytest.mark.slow  # compiles the interpreter and every built-in directly, per task
 @pytest.mark.parametrize("task", sorted(TINY))
 def test_interpreter_equals_direct_compilation_for_every_builtin(evaluators, task):
     ev = ev_for(evaluators, task)
@@ -100,6 +101,7 @@ def test_seeds_are_deterministic_and_averaged(evaluators):
     assert both.seed_losses == pytest.approx((a.loss, c.loss), rel=1e-5)
 
 
+@pytest.mark.slow  # the transformer tasks' interpreters
 @pytest.mark.parametrize("task", ["digits_vit", "char_lm"])
 def test_k_seed_executable_equals_k_separate_trainings(evaluators, task):
     ev = ev_for(evaluators, task)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jax
 import optax
+import pytest
 
 import dsl
 import proxy_tasks
@@ -30,6 +31,7 @@ def _table(text: str, heading: str) -> list[list[str]]:
     return rows[2:]  # drop the header and the |---| line
 
 
+@pytest.mark.slow  # trains every experiment of the report
 def test_quick_report(tmp_path, capsys):
     out = tmp_path / "report"
     argv = ["--quick", "--tasks", "logreg", "--batch-tasks", "logreg", "--batch-mode", "both", "--seeds", "0", "1",

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from proxy_tasks import xla_cache
 
 # A fresh process: compile the logreg interpreter once, train a program, and report how many
@@ -32,6 +34,7 @@ def _child(tmp_path, cache: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # compiles in fresh processes
 def test_second_process_loads_the_compiled_interpreter(tmp_path):
     cache = tmp_path / "xla"
     first = _child(tmp_path, str(cache))
@@ -42,6 +45,7 @@ def test_second_process_loads_the_compiled_interpreter(tmp_path):
     assert second["loss"] == first["loss"]  # the same executable trains the same
 
 
+@pytest.mark.slow  # compiles in a fresh process
 def test_off_leaves_the_cache_unused(tmp_path, monkeypatch):
     monkeypatch.setenv(xla_cache.ENV, "off")
     assert xla_cache.directory() is None
