@@ -19,9 +19,10 @@ from pathlib import Path
 
 import dsl
 from search.config import RunConfig, TaskConfig, load_config
+from search.record import finite_or_inf
+from search.rundir import RunDir
 from search.runner import run_search
 from search.workers import SeedSplit
-from search.record import finite_or_inf
 from selection.funnel import FunnelConfig, Stage, _jsonable, provenance, run_funnel, tune_on_stage
 from simplify import simplify_steps
 from simplify.rewrite import exact_simplify
@@ -70,8 +71,17 @@ def choose(report: dict) -> dict | None:
 
 def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
                  log=print) -> dict:
-    """Search, funnel, simplification; returns (and writes to `final.json`) the verdict."""
-    run_dir = Path(run_dir)
+    """Search, funnel, simplification; returns (and writes to `final.json`) the verdict. The run
+    directory is held (`RunDir.acquire`) from the search to the verdict."""
+    held = RunDir(run_dir)
+    held.acquire()
+    try:
+        return _pipeline(cfg, Path(run_dir), resume, progress, log)
+    finally:
+        held.release()
+
+
+def _pipeline(cfg: PipelineConfig, run_dir: Path, resume: bool, progress: bool, log) -> dict:
     search_cfg = RunConfig(task=cfg.task, search=cfg.search, ray=cfg.ray, seed=cfg.seed)
     log(f"== search ({cfg.search.evaluations} evaluations on {cfg.task.name}, "
         f"{len(cfg.task.seeds)} seed(s) per candidate)")

@@ -139,10 +139,15 @@ class Search:
     def __init__(self, cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True):
         self.cfg, self.progress = cfg, progress
         self.dir = RunDir(run_dir)
-        history = self.dir.history(repair=True)
-        if history and not resume:
-            raise ConfigError(f"{self.dir.path} already holds a run ({len(history)} evaluations): "
-                              "pass --resume to continue it, or choose another --run-dir")
+        self.dir.acquire()  # released when `run` ends (`RunDir.close`)
+        try:
+            history = self.dir.history(repair=True)
+            if history and not resume:
+                raise ConfigError(f"{self.dir.path} already holds a run ({len(history)} evaluations): "
+                                  "pass --resume to continue it, or choose another --run-dir")
+        except Exception:
+            self.dir.release()
+            raise
         self.dir.write_config(to_dict(cfg))
         self.evo = Evolution(cfg.search, cfg.seed)
         self.cache = FitnessCache()
@@ -243,13 +248,13 @@ class Search:
                     self.in_flight -= 1
                 _update(bar, self)
                 self._maybe_restart()
+            summary = self.summary()
+            self.dir.write_json("summary.json", summary)
         finally:
             if bar is not None:
                 bar.close()
             self.checkpoint()
-        summary = self.summary()
-        self.dir.write_json("summary.json", summary)
-        self.dir.close()
+            self.dir.close()
         return summary
 
     def summary(self, top: int = 5) -> dict:

@@ -2,12 +2,14 @@
 
     config.yaml       the resolved config
     history.jsonl     append-only, one JSON object per evaluation (flushed and fsynced per line)
+    .lock             the process that holds the run (its pid); marks the directory as a run's
     population.json   the latest population checkpoint
     best.opt          the best program so far
     summary.json      final results
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from datetime import datetime
@@ -18,6 +20,8 @@ import yaml
 from .record import Record, RecordError
 
 HISTORY = "history.jsonl"
+LOCK = ".lock"
+_HELD: dict[Path, list] = {}  # run directory -> [open lock file, holders in this process]
 
 
 class RunDirError(RuntimeError):
@@ -51,9 +55,37 @@ def read_history(run_dir: str | Path, repair: bool = False) -> list[Record]:
         try:
             records.append(Record.from_json(json.loads(line), f"{path}: line {n}"))
         except ValueError as e:
-            raise RunDirError(str(e) if isinstance(e, RecordError) else
-                              f"{path}: line {n} is not valid JSON; the history is damaged") from None
+            raise RunDirError((str(e) if isinstance(e, RecordError) else f"{path}: line {n} is not valid JSON")
+                              + f"; the history is damaged ({REPAIR})") from None
+        if records[-1].id != len(records) - 1:  # a line lost or repeated
+            raise RunDirError(f"{path}: line {n}: id {records[-1].id} where {len(records) - 1} was expected (ids run "
+                              f"0, 1, 2, ... with none lost or repeated); the history is damaged ({REPAIR})")
     return records
+
+
+REPAIR = "`lionsearch repair RUN` keeps the valid lines and sets the rest aside"
+
+
+def repair_history(run_dir: str | Path) -> tuple[int, Path | None]:
+    """Keep the history's valid prefix (every line up to the first damaged one) and move the rest,
+    unchanged, to `history.rejected-<time>.jsonl` beside it: nothing is deleted. Returns how many
+    records were kept and where the rest went (None where nothing was damaged)."""
+    path = Path(run_dir) / HISTORY
+    lines = path.read_bytes().splitlines(keepends=True) if path.exists() else []
+    kept = 0
+    for n, line in enumerate(lines):
+        try:
+            if Record.from_json(json.loads(line)).id != kept or not line.endswith(b"\n"):
+                break
+        except ValueError:
+            break
+        kept += 1
+    if kept == len(lines):
+        return kept, None
+    aside = path.with_name(f"history.rejected-{datetime.now().strftime('%Y%m%d-%H%M%S')}.jsonl")
+    aside.write_bytes(b"".join(lines[kept:]))
+    _atomic_write(path, b"".join(lines[:kept]).decode())
+    return kept, aside
 
 
 class RunDir:
@@ -63,6 +95,42 @@ class RunDir:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self._history = None
+
+    def acquire(self) -> None:
+        """Hold the run directory for this process (re-entrant): a second process gets an error
+        naming the holder's pid. The OS drops the lock of a process that dies, so a killed run
+        never blocks its resume. A directory that holds files but no run (no lock file, no
+        history) is refused: a run never overwrites files it did not write."""
+        key = self.path.resolve()
+        if key in _HELD:
+            _HELD[key][1] += 1
+            return
+        lock = self.path / LOCK
+        if not lock.exists() and not (self.path / HISTORY).exists() and any(self.path.iterdir()):
+            names = ", ".join(sorted(p.name for p in self.path.iterdir())[:5])
+            raise RunDirError(f"{self.path}: holds files that no lionsearch run wrote ({names}); "
+                              "choose a new or empty --run-dir")
+        f = open(lock, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            f.close()
+            raise RunDirError(f"{self.path}: in use by another process (pid {holder}); "
+                              "wait for it to finish or stop it, then --resume") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        _HELD[key] = [f, 1]
+
+    def release(self) -> None:
+        key = self.path.resolve()
+        if key in _HELD:
+            _HELD[key][1] -= 1
+            if not _HELD[key][1]:
+                _HELD.pop(key)[0].close()  # closing the file drops the lock
 
     def write_config(self, cfg: dict) -> None:
         _atomic_write(self.path / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
@@ -93,6 +161,7 @@ class RunDir:
         if self._history is not None:
             self._history.close()
             self._history = None
+        self.release()
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -227,3 +227,49 @@ def test_fitness_cache_answers_equal_programs_and_holds_waiting_children():
     cache.add("a", ev)
     assert cache.finish("a") == ["second"] and cache.finish("a") == []
     assert cache.get("a") == Evaluation(0.25, 0.5, "ok", 2.0, worker=None)  # answered, not trained
+
+
+def test_a_run_directory_is_held_by_one_process(tmp_path):
+    import subprocess
+    import sys
+    d = RunDir(tmp_path / "run")
+    d.acquire()
+    d.acquire()  # re-entrant in this process (the pipeline holds it around the search)
+    other = "from search.rundir import RunDir; RunDir({!r}).acquire()".format(str(tmp_path / "run"))
+    got = subprocess.run([sys.executable, "-c", other], capture_output=True, text=True)
+    assert got.returncode != 0 and f"in use by another process (pid {__import__('os').getpid()})" in got.stderr
+    d.release()
+    d.close()  # the last holder lets go: another process may resume now
+    assert subprocess.run([sys.executable, "-c", other]).returncode == 0
+    # a killed holder's lock does not block: the OS drops it with the process
+    held = subprocess.Popen([sys.executable, "-c", other + "; import time; time.sleep(60)"])
+    try:
+        import time
+        time.sleep(3)
+        assert subprocess.run([sys.executable, "-c", other], capture_output=True).returncode != 0
+    finally:
+        held.kill()
+        held.wait()
+    assert subprocess.run([sys.executable, "-c", other]).returncode == 0
+
+
+def test_a_directory_of_someone_elses_files_is_refused(tmp_path):
+    mine = tmp_path / "myexp"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("# my own notes\n")
+    with pytest.raises(RunDirError, match="holds files that no lionsearch run wrote .config.yaml."):
+        RunDir(mine).acquire()
+    assert (mine / "config.yaml").read_text() == "# my own notes\n"
+
+
+def test_a_lost_or_repeated_line_is_refused_and_repair_sets_the_rest_aside(tmp_path):
+    from search.rundir import repair_history
+    lines = [json.dumps(_rec(i).to_json()) + "\n" for i in range(4)]
+    f = tmp_path / "history.jsonl"
+    f.write_text(lines[0] + lines[1] + lines[1] + lines[3])  # line 3 repeats id 1, id 2 is lost
+    with pytest.raises(RunDirError, match="line 3: id 1 where 2 was expected.*lionsearch repair"):
+        read_history(tmp_path)
+    kept, aside = repair_history(tmp_path)
+    assert kept == 2 and [r.id for r in read_history(tmp_path)] == [0, 1]
+    assert aside.read_text() == lines[1] + lines[3]  # nothing deleted
+    assert repair_history(tmp_path) == (2, None)
