@@ -2,50 +2,39 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 import dsl
 
-from .cli_eval import knob
-from search.inspect import InspectError, is_run_dir
-from search.inspect import load_program as _load_program
+from search.inspect import is_run_dir
+
+from .cli_eval import add_eval_parser, knob
+from .cli_inspect import add_export_parser, add_lineage_parser, add_ops_parser, add_plot_parser, add_show_parser
+from .cli_inspect import load_program
 
 
-def load_program(ref: str) -> dsl.Program:
-    """A program from a built-in name, an `.opt` path, or a run directory (its best program);
-    errors exit with the reason."""
-    try:
-        return _load_program(ref)
-    except (dsl.ProgramError, InspectError) as e:
-        raise SystemExit(f"lionsearch: {e}") from None
+def with_ray(cfg, args):
+    """`cfg` with its Ray settings overridden by those of `--address` and `--workers` that are given."""
+    given = {k: getattr(args, k) for k in ("address", "workers") if getattr(args, k) is not None}
+    return dataclasses.replace(cfg, ray=dataclasses.replace(cfg.ray, **given))
 
 
-def cmd_show(args) -> int:
-    if is_run_dir(args.program):
-        from .cli_inspect import show_run_dir
-        return show_run_dir(args.program, args.top)
-    p = load_program(args.program)
-    print(dsl.to_text(p if not args.strip else dsl.strip_dead_code(p)), end="")
-    verdict = dsl.check(p)
-    print(f"# statements: {len(p)} ({len(dsl.strip_dead_code(p))} live)")
-    print(f"# state slots: {', '.join(dsl.state_slots(p)) or 'none'}")
-    print(f"# fingerprint: {dsl.fingerprint(p)}")
-    print(f"# check: {'ok' if verdict else 'rejected: ' + verdict.reason}")
-    return 0
-
-
-def cmd_ops(args) -> int:
-    for name, op in dsl.OPS.items():
-        kind = "reduction" if op.reduces else f"{op.arity}-ary"
-        print(f"{name:12s} {kind:10s} {op.doc}")
-    print(f"# {len(dsl.OPS)} ops")
-    return 0
+def add_search_parser(sub) -> None:
+    sp = sub.add_parser("search", help="run (or resume) a regularized-evolution search from a YAML config")
+    sp.add_argument("config", help="YAML config (see configs/)")
+    sp.add_argument("--run-dir", help="run directory (default: a new dated folder under runs/)")
+    sp.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    sp.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
+    sp.add_argument("--seed", type=int, help="random seed (a one-worker run is exactly reproducible)")
+    sp.add_argument("--workers", type=int, help="evaluator workers")
+    sp.add_argument("--evaluations", type=int, help="override the budget of evaluations")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sp.set_defaults(func=cmd_search)
 
 
 def cmd_search(args) -> int:
-    import dataclasses
-
     from search.config import ConfigError, load_config
     from search.runner import resolve, run_search
 
@@ -55,12 +44,7 @@ def cmd_search(args) -> int:
             cfg = dataclasses.replace(cfg, seed=args.seed)
         if args.evaluations is not None:
             cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, evaluations=args.evaluations))
-        ray_cfg = cfg.ray
-        if args.address is not None:
-            ray_cfg = dataclasses.replace(ray_cfg, address=args.address)
-        if args.workers is not None:
-            ray_cfg = dataclasses.replace(ray_cfg, workers=args.workers)
-        cfg, run_dir, notes = resolve(dataclasses.replace(cfg, ray=ray_cfg), args.run_dir, args.resume)
+        cfg, run_dir, notes = resolve(with_ray(cfg, args), args.run_dir, args.resume)
         for note in notes:
             print(f"note: {note}")
         print(f"run directory: {run_dir}", flush=True)
@@ -84,36 +68,18 @@ def print_summary(summary: dict) -> None:
         print(dsl.to_text(dsl.strip_dead_code(dsl.parse(b["program"]))), end="")
 
 
-def cmd_simplify(args) -> int:
-    from simplify import simplify_steps
-    p = load_program(args.program)
-    size = dict(args.set or [])
-    print(f"# simplifying {p.name or args.program}" + (f" on {args.task} {size}" if args.task else " (exact steps only)"))
-
-    def show(step):
-        loss = "" if step.loss is None else f"  [loss {step.loss:.4f}]"
-        print(f"- {step.what}: {len(step.program)} statements{loss}", flush=True)
-
-    try:
-        steps = simplify_steps(p, task=args.task, tolerance=args.tolerance, seeds=tuple(args.seeds),
-                               size=size, log=show, lr_multipliers=tuple(args.lr_multipliers),
-                               max_trainings=args.max_trainings, screen_seeds=args.screen_seeds)
-    except ValueError as e:
-        raise SystemExit(f"lionsearch simplify: {e}") from None
-    final = steps[-1].program
-    text = dsl.to_text(final)
-    print(text, end="")
-    print(f"# family: {dsl.family(final)}")
-    out = args.out or (Path(args.program) / "simplified.opt" if is_run_dir(args.program) else None)
-    if out:
-        Path(out).write_text(text)
-        print(f"# written to {out}")
-    return 0
+def add_run_parser(sub) -> None:
+    sp = sub.add_parser("run", help="the whole method: search, funnel, simplification; writes final.opt "
+                        "where a candidate passed the funnel (exit status 3 where none did)")
+    sp.add_argument("config", help="YAML config with search, funnel and simplify sections (configs/quickstart.yaml)")
+    sp.add_argument("--run-dir", help="run directory (default: a new dated folder under runs/)")
+    sp.add_argument("--resume", action="store_true", help="continue the search in --run-dir, then go on")
+    sp.add_argument("--seed", type=int, help="random seed")
+    sp.add_argument("--no-progress", action="store_true")
+    sp.set_defaults(func=cmd_run)
 
 
 def cmd_run(args) -> int:
-    import dataclasses
-
     from search.config import ConfigError
     from search.rundir import new_run_dir
 
@@ -164,56 +130,7 @@ def print_verdict(r: dict) -> None:
           f"(lr x{r['baseline_lr_multiplier']:g}){_spread(r['baseline_seed_losses'])}")
 
 
-def cmd_select(args) -> int:
-    import dataclasses
-
-    from search.config import ConfigError
-    from selection.funnel import load_funnel, run_funnel, table
-    if not is_run_dir(args.run):
-        raise SystemExit(f"lionsearch select: {args.run}: not a run directory (no history.jsonl)")
-    try:
-        cfg = load_funnel(args.config)
-    except ConfigError as e:
-        raise SystemExit(f"lionsearch select: {e}") from None
-    ray_cfg = cfg.ray
-    if args.address is not None:
-        ray_cfg = dataclasses.replace(ray_cfg, address=args.address)
-    if args.workers is not None:
-        ray_cfg = dataclasses.replace(ray_cfg, workers=args.workers)
-    cfg = dataclasses.replace(cfg, ray=ray_cfg, top_k=args.top or cfg.top_k)
-    report = run_funnel(args.run, cfg, progress=not args.no_progress)
-    print(table(report), end="")
-    print(f"survivors: {', '.join(map(str, report['survivors'])) or 'none'}; "
-          f"written to {Path(args.run) / 'selection.json'} and selection.md")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="lionsearch", description=__doc__)
-    sub = ap.add_subparsers(dest="command", required=True)
-    sp = sub.add_parser("show", help="print a program (built-in, .opt file) with its analysis, or a run's best programs")
-    sp.add_argument("program", help=f"a built-in ({', '.join(dsl.builtin_names())}), an .opt file, or a run directory")
-    sp.add_argument("--strip", action="store_true", help="print it without dead code")
-    sp.add_argument("--top", type=int, default=5, help="for a run directory: how many distinct programs to list")
-    sp.set_defaults(func=cmd_show)
-    sp = sub.add_parser("search", help="run (or resume) a regularized-evolution search from a YAML config")
-    sp.add_argument("config", help="YAML config (see configs/)")
-    sp.add_argument("--run-dir", help="run directory (default: a new dated folder under runs/)")
-    sp.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
-    sp.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
-    sp.add_argument("--seed", type=int, help="random seed (a one-worker run is exactly reproducible)")
-    sp.add_argument("--workers", type=int, help="evaluator workers")
-    sp.add_argument("--evaluations", type=int, help="override the budget of evaluations")
-    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
-    sp.set_defaults(func=cmd_search)
-    sp = sub.add_parser("run", help="the whole method: search, funnel, simplification; writes final.opt "
-                        "where a candidate passed the funnel (exit status 3 where none did)")
-    sp.add_argument("config", help="YAML config with search, funnel and simplify sections (configs/quickstart.yaml)")
-    sp.add_argument("--run-dir", help="run directory (default: a new dated folder under runs/)")
-    sp.add_argument("--resume", action="store_true", help="continue the search in --run-dir, then go on")
-    sp.add_argument("--seed", type=int, help="random seed")
-    sp.add_argument("--no-progress", action="store_true")
-    sp.set_defaults(func=cmd_run)
+def add_select_parser(sub) -> None:
     sp = sub.add_parser("select", help="funnel selection: re-evaluate a run's best on larger tasks")
     sp.add_argument("run", help="a run directory")
     sp.add_argument("--config", default="configs/funnel.yaml", help="funnel YAML config")
@@ -222,6 +139,26 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--workers", type=int, help="evaluator workers")
     sp.add_argument("--no-progress", action="store_true")
     sp.set_defaults(func=cmd_select)
+
+
+def cmd_select(args) -> int:
+    from search.config import ConfigError
+    from selection.funnel import load_funnel, run_funnel, table
+    if not is_run_dir(args.run):
+        raise SystemExit(f"lionsearch select: {args.run}: not a run directory (no history.jsonl)")
+    try:
+        cfg = load_funnel(args.config)
+    except ConfigError as e:
+        raise SystemExit(f"lionsearch select: {e}") from None
+    cfg = dataclasses.replace(with_ray(cfg, args), top_k=args.top or cfg.top_k)
+    report = run_funnel(args.run, cfg, progress=not args.no_progress)
+    print(table(report), end="")
+    print(f"survivors: {', '.join(map(str, report['survivors'])) or 'none'}; "
+          f"written to {Path(args.run) / 'selection.json'} and selection.md")
+    return 0
+
+
+def add_simplify_parser(sub) -> None:
     sp = sub.add_parser("simplify", help="simplify a program (or a run's best) to its essence")
     sp.add_argument("program", help="a built-in, an .opt file, or a run directory (its best program)")
     sp.add_argument("--task", help="check task for ablation (without one, only exact steps are taken)")
@@ -236,11 +173,46 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stop the ablation after this many trainings of one seed (a count, not a clock)")
     sp.add_argument("--out", help="write the result here (default for a run: RUN/simplified.opt)")
     sp.set_defaults(func=cmd_simplify)
-    sp = sub.add_parser("ops", help="list the op table")
-    sp.set_defaults(func=cmd_ops)
-    from . import cli_eval, cli_inspect
-    cli_eval.add_eval_parser(sub)
-    cli_inspect.add_parsers(sub)
+
+
+def cmd_simplify(args) -> int:
+    from simplify import simplify_steps
+    p = load_program(args.program)
+    size = dict(args.set or [])
+    print(f"# simplifying {p.name or args.program}" + (f" on {args.task} {size}" if args.task else " (exact steps only)"))
+
+    def show(step):
+        loss = "" if step.loss is None else f"  [loss {step.loss:.4f}]"
+        print(f"- {step.what}: {len(step.program)} statements{loss}", flush=True)
+
+    try:
+        steps = simplify_steps(p, task=args.task, tolerance=args.tolerance, seeds=tuple(args.seeds),
+                               size=size, log=show, lr_multipliers=tuple(args.lr_multipliers),
+                               max_trainings=args.max_trainings, screen_seeds=args.screen_seeds)
+    except ValueError as e:
+        raise SystemExit(f"lionsearch simplify: {e}") from None
+    final = steps[-1].program
+    text = dsl.to_text(final)
+    print(text, end="")
+    print(f"# family: {dsl.family(final)}")
+    out = args.out or (Path(args.program) / "simplified.opt" if is_run_dir(args.program) else None)
+    if out:
+        Path(out).write_text(text)
+        print(f"# written to {out}")
+    return 0
+
+
+# Every subcommand, in the order `lionsearch --help` lists them; each module defines `add_X_parser(sub)`
+# beside its `cmd_X`, and the parser sets `func=cmd_X` for `main` to call.
+COMMANDS = (add_show_parser, add_search_parser, add_run_parser, add_select_parser, add_simplify_parser,
+            add_ops_parser, add_eval_parser, add_lineage_parser, add_plot_parser, add_export_parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="lionsearch", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    for add_parser in COMMANDS:
+        add_parser(sub)
     return ap
 
 

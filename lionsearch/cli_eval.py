@@ -38,6 +38,28 @@ def _on_ray(programs, task: str, size: dict, seeds, workers: int):
     return [results[i] for i in range(len(programs))]
 
 
+def add_eval_parser(sub) -> None:
+    names = proxy_tasks.names()
+    sp = sub.add_parser(
+        "eval", help="train programs on proxy tasks and print their fitness (locally or over Ray)",
+        description="Train each PROGRAM on each task with the compile-once engine and print validation "
+                    "loss, accuracy, status and time. With --workers or --address the evaluations fan "
+                    "out over Ray evaluator actors.")
+    sp.add_argument("programs", nargs="+", metavar="PROGRAM",
+                    help=f"a built-in ({', '.join(dsl.builtin_names())}), an .opt file, or a run directory")
+    sp.add_argument("--tasks", "--task", nargs="+", default=["digits_mlp"], choices=names, metavar="TASK",
+                    help=f"proxy tasks ({', '.join(names)}; default digits_mlp)")
+    sp.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (the loss is their mean)")
+    sp.add_argument("--set", type=knob, action="append", metavar="KNOB=VALUE",
+                    help="a size or schedule knob for every task, repeatable (e.g. --set steps=300); "
+                         + "; ".join(f"{t}: {', '.join(sorted(proxy_tasks.task_knobs(t)))}" for t in names))
+    sp.add_argument("--direct", action="store_true",
+                    help="compile each program directly (jax.jit per program) instead of the interpreter")
+    sp.add_argument("--workers", type=int, help="evaluate on this many Ray workers (a local Ray instance)")
+    sp.add_argument("--address", help="evaluate on the Ray cluster at this address")
+    sp.set_defaults(func=cmd_eval)
+
+
 def cmd_eval(args) -> int:
     try:
         programs = [(ref, load_program(ref)) for ref in args.programs]
@@ -65,25 +87,3 @@ def cmd_eval(args) -> int:
             acc = "-" if r.accuracy is None else f"{r.accuracy:.4f}"
             print(f"| {ref} | {task} | {r.loss:.4f} | {acc} | {r.status} | {r.seconds:.2f} |", flush=True)
     return 0
-
-
-def add_eval_parser(subparsers) -> None:
-    names = proxy_tasks.names()
-    sp = subparsers.add_parser(
-        "eval", help="train programs on proxy tasks and print their fitness (locally or over Ray)",
-        description="Train each PROGRAM on each task with the compile-once engine and print validation "
-                    "loss, accuracy, status and time. With --workers or --address the evaluations fan "
-                    "out over Ray evaluator actors.")
-    sp.add_argument("programs", nargs="+", metavar="PROGRAM",
-                    help=f"a built-in ({', '.join(dsl.builtin_names())}), an .opt file, or a run directory")
-    sp.add_argument("--tasks", "--task", nargs="+", default=["digits_mlp"], choices=names, metavar="TASK",
-                    help=f"proxy tasks ({', '.join(names)}; default digits_mlp)")
-    sp.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (the loss is their mean)")
-    sp.add_argument("--set", type=knob, action="append", metavar="KNOB=VALUE",
-                    help="a size or schedule knob for every task, repeatable (e.g. --set steps=300); "
-                         + "; ".join(f"{t}: {', '.join(sorted(proxy_tasks.task_knobs(t)))}" for t in names))
-    sp.add_argument("--direct", action="store_true",
-                    help="compile each program directly (jax.jit per program) instead of the interpreter")
-    sp.add_argument("--workers", type=int, help="evaluate on this many Ray workers (a local Ray instance)")
-    sp.add_argument("--address", help="evaluate on the Ray cluster at this address")
-    sp.set_defaults(func=cmd_eval)

@@ -1,16 +1,13 @@
-"""The `lionsearch` subcommands that inspect a run directory or export a program:
+"""The `lionsearch` subcommands that look at a program or a run directory, or export a program:
 
-    show RUN [--top K]         the best K distinct programs of a run, with its counters
+    show PROGRAM|RUN [--top K] a program with its analysis, or the best K distinct programs of a run
+    ops                        the op table
     lineage RUN [ID_OR_FP]     the mutation chain from the warm start to a program (default: the best)
     plot RUN [--out DIR]       PNGs of the search's progress and of its fitness distribution
     export PROGRAM --to T      stand-alone optax or PyTorch source for a program (or a run's best)
-
-`add_parsers(subparsers)` registers them on the CLI's subparsers; `show` for a built-in or an
-.opt file stays where it is, and hands run directories to `show_run_dir`.
 """
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
@@ -39,7 +36,35 @@ def _run(cmd: str, path: str) -> str:
     return path
 
 
-# ---- show ------------------------------------------------------------------------------------------
+def load_program(ref: str) -> dsl.Program:
+    """A program from a built-in name, an `.opt` path, or a run directory (its best program);
+    errors exit with the reason."""
+    try:
+        return inspect.load_program(ref)
+    except (dsl.ProgramError, inspect.InspectError) as e:
+        raise SystemExit(f"lionsearch: {e}") from None
+
+
+def add_show_parser(sub) -> None:
+    sp = sub.add_parser("show", help="print a program (built-in, .opt file) with its analysis, or a run's best programs")
+    sp.add_argument("program", help=f"a built-in ({', '.join(dsl.builtin_names())}), an .opt file, or a run directory")
+    sp.add_argument("--strip", action="store_true", help="print it without dead code")
+    sp.add_argument("--top", type=int, default=5, help="for a run directory: how many distinct programs to list")
+    sp.set_defaults(func=cmd_show)
+
+
+def cmd_show(args) -> int:
+    if inspect.is_run_dir(args.program):
+        return show_run_dir(args.program, args.top)
+    p = load_program(args.program)
+    print(dsl.to_text(p if not args.strip else dsl.strip_dead_code(p)), end="")
+    verdict = dsl.check(p)
+    print(f"# statements: {len(p)} ({len(dsl.strip_dead_code(p))} live)")
+    print(f"# state slots: {', '.join(dsl.state_slots(p)) or 'none'}")
+    print(f"# fingerprint: {dsl.fingerprint(p)}")
+    print(f"# check: {'ok' if verdict else 'rejected: ' + verdict.reason}")
+    return 0
+
 
 def show_run_dir(path: str | Path, top: int = 5) -> int:
     """Print what a run found: counters, the warm start, and the `top` best distinct programs."""
@@ -72,7 +97,29 @@ def show_run_dir(path: str | Path, top: int = 5) -> int:
     return 0
 
 
-# ---- lineage ---------------------------------------------------------------------------------------
+def add_ops_parser(sub) -> None:
+    sub.add_parser("ops", help="list the op table").set_defaults(func=cmd_ops)
+
+
+def cmd_ops(args) -> int:
+    for name, op in dsl.OPS.items():
+        kind = "reduction" if op.reduces else f"{op.arity}-ary"
+        print(f"{name:12s} {kind:10s} {op.doc}")
+    print(f"# {len(dsl.OPS)} ops")
+    return 0
+
+
+def add_lineage_parser(sub) -> None:
+    sp = sub.add_parser("lineage", help="the mutation chain from the warm start to a program of a run")
+    sp.add_argument("run", help="run directory")
+    sp.add_argument("program", nargs="?", metavar="ID_OR_FINGERPRINT",
+                    help="an evaluation id, or a fingerprint (or a unique prefix of one); default: the best")
+    sp.add_argument("--graph", metavar="FILE",
+                    help="also write the history as a graph (node per evaluation, edge parent -> child with "
+                         f"the mutation); format by suffix: {', '.join(inspect.GRAPH_FORMATS)}")
+    sp.add_argument("--chain-only", action="store_true", help="with --graph: write only the chain")
+    sp.set_defaults(func=cmd_lineage)
+
 
 def cmd_lineage(args) -> int:
     run = _run("lineage", args.run)
@@ -99,7 +146,12 @@ def cmd_lineage(args) -> int:
     return 0
 
 
-# ---- plot ------------------------------------------------------------------------------------------
+def add_plot_parser(sub) -> None:
+    sp = sub.add_parser("plot", help="PNG plots of a run: best fitness over evaluations, fitness histogram")
+    sp.add_argument("run", help="run directory")
+    sp.add_argument("--out", metavar="DIR", help="where to write the PNGs (default: the run directory)")
+    sp.set_defaults(func=cmd_plot)
+
 
 def cmd_plot(args) -> int:
     run = _run("plot", args.run)
@@ -112,7 +164,16 @@ def cmd_plot(args) -> int:
     return 0
 
 
-# ---- export ----------------------------------------------------------------------------------------
+def add_export_parser(sub) -> None:
+    sp = sub.add_parser("export", help="stand-alone optax or PyTorch source for a program")
+    sp.add_argument("program", help=f"a built-in ({', '.join(dsl.builtin_names())}), an .opt file, "
+                                    "or a run directory (its best program)")
+    sp.add_argument("--to", required=True, choices=TARGETS, help="the framework to write for")
+    sp.add_argument("--id", metavar="ID_OR_FINGERPRINT", help="for a run directory: export this program instead")
+    sp.add_argument("--name", help="the PyTorch class name (default: from the program's name)")
+    sp.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of printing")
+    sp.set_defaults(func=cmd_export)
+
 
 def cmd_export(args) -> int:
     try:
@@ -125,39 +186,3 @@ def cmd_export(args) -> int:
     else:
         print(src, end="")
     return 0
-
-
-# ---- wiring ----------------------------------------------------------------------------------------
-
-def _positive(text: str) -> int:
-    k = int(text)
-    if k < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {k}")
-    return k
-
-
-def add_parsers(subparsers) -> None:
-    """Register `lineage`, `plot` and `export`."""
-    sp = subparsers.add_parser("lineage", help="the mutation chain from the warm start to a program of a run")
-    sp.add_argument("run", help="run directory")
-    sp.add_argument("program", nargs="?", metavar="ID_OR_FINGERPRINT",
-                    help="an evaluation id, or a fingerprint (or a unique prefix of one); default: the best")
-    sp.add_argument("--graph", metavar="FILE",
-                    help="also write the history as a graph (node per evaluation, edge parent -> child with "
-                         f"the mutation); format by suffix: {', '.join(inspect.GRAPH_FORMATS)}")
-    sp.add_argument("--chain-only", action="store_true", help="with --graph: write only the chain")
-    sp.set_defaults(func=cmd_lineage)
-
-    sp = subparsers.add_parser("plot", help="PNG plots of a run: best fitness over evaluations, fitness histogram")
-    sp.add_argument("run", help="run directory")
-    sp.add_argument("--out", metavar="DIR", help="where to write the PNGs (default: the run directory)")
-    sp.set_defaults(func=cmd_plot)
-
-    sp = subparsers.add_parser("export", help="stand-alone optax or PyTorch source for a program")
-    sp.add_argument("program", help=f"a built-in ({', '.join(dsl.builtin_names())}), an .opt file, "
-                                    "or a run directory (its best program)")
-    sp.add_argument("--to", required=True, choices=TARGETS, help="the framework to write for")
-    sp.add_argument("--id", metavar="ID_OR_FINGERPRINT", help="for a run directory: export this program instead")
-    sp.add_argument("--name", help="the PyTorch class name (default: from the program's name)")
-    sp.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of printing")
-    sp.set_defaults(func=cmd_export)
