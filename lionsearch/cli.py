@@ -12,7 +12,7 @@ from search.inspect import is_run_dir
 
 from .cli_eval import add_eval_parser, knob
 from .cli_inspect import add_export_parser, add_lineage_parser, add_ops_parser, add_plot_parser, add_show_parser
-from .cli_inspect import load_program
+from .cli_inspect import add_repair_parser, load_program
 
 
 def with_ray(cfg, args):
@@ -205,7 +205,8 @@ def cmd_simplify(args) -> int:
 # Every subcommand, in the order `lionsearch --help` lists them; each module defines `add_X_parser(sub)`
 # beside its `cmd_X`, and the parser sets `func=cmd_X` for `main` to call.
 COMMANDS = (add_show_parser, add_search_parser, add_run_parser, add_select_parser, add_simplify_parser,
-            add_ops_parser, add_eval_parser, add_lineage_parser, add_plot_parser, add_export_parser)
+            add_ops_parser, add_eval_parser, add_lineage_parser, add_plot_parser, add_export_parser,
+            add_repair_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,8 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     import signal
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `lionsearch show RUN | head` ends quietly
     args = build_parser().parse_args(argv)
+    from search.rundir import RunDirError
     try:
         return args.func(args)
+    except RunDirError as e:  # a run directory in use, damaged, or not a run's
+        raise SystemExit(f"lionsearch {args.command}: {e}") from None
     except KeyboardInterrupt:  # the history is durable line by line: nothing recorded is lost
         run_dir = getattr(args, "run_dir", None)
         hint = f"; continue with --run-dir {run_dir} --resume" if run_dir else ""

@@ -15,7 +15,7 @@ import dsl
 from dsl.export import TARGETS, ExportError, export
 
 from search import inspect
-from search.rundir import RunDirError
+from search.rundir import RunDir, RunDirError, repair_history
 
 
 def _fail(cmd: str, e: Exception) -> SystemExit:
@@ -185,4 +185,28 @@ def cmd_export(args) -> int:
         print(f"wrote {args.to} source: {args.output}")
     else:
         print(src, end="")
+    return 0
+
+
+def add_repair_parser(sub) -> None:
+    sp = sub.add_parser("repair", help="keep the valid lines of a damaged history; the rest is set aside in a "
+                        "file beside it, never deleted")
+    sp.add_argument("run", help="a run directory")
+    sp.set_defaults(func=cmd_repair)
+
+
+def cmd_repair(args) -> int:
+    held = RunDir(_run("repair", args.run))
+    try:
+        held.acquire()  # never under a running search
+        kept, aside = repair_history(args.run)
+    except RunDirError as e:
+        raise _fail("repair", e) from None
+    finally:
+        held.release()
+    if aside is None:
+        print(f"{args.run}: {kept} evaluations, nothing damaged")
+    else:
+        print(f"{args.run}: kept the first {kept} evaluations; the rest is in {aside}; "
+              f"continue with --run-dir {args.run} --resume")
     return 0

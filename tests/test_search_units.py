@@ -273,3 +273,17 @@ def test_a_lost_or_repeated_line_is_refused_and_repair_sets_the_rest_aside(tmp_p
     assert kept == 2 and [r.id for r in read_history(tmp_path)] == [0, 1]
     assert aside.read_text() == lines[1] + lines[3]  # nothing deleted
     assert repair_history(tmp_path) == (2, None)
+
+
+def test_cli_refuses_a_damaged_run_and_repair_fixes_it(tmp_path, capsys):
+    from lionsearch.cli import main
+    d = RunDir(tmp_path / "run")
+    for i in (0, 1, 1):
+        d.append(_rec(i))
+    d.close()
+    with pytest.raises(SystemExit, match="lionsearch show: .*line 3: id 1 where 2 was expected"):
+        main(["show", str(tmp_path / "run")])
+    assert main(["repair", str(tmp_path / "run")]) == 0
+    assert "kept the first 2 evaluations" in capsys.readouterr().out
+    assert [r.id for r in read_history(tmp_path / "run")] == [0, 1]
+    assert len(list((tmp_path / "run").glob("history.rejected-*.jsonl"))) == 1
