@@ -10,6 +10,8 @@ import pytest
 
 from proxy_tasks import xla_cache
 
+pytestmark = pytest.mark.slow  # every test compiles in fresh processes
+
 # A fresh process: compile the logreg interpreter once, train a program, and report how many
 # compiles JAX answered from its persistent cache, with the loss.
 CHILD = """
@@ -34,7 +36,6 @@ def _child(tmp_path, cache: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.slow  # compiles in fresh processes
 def test_second_process_loads_the_compiled_interpreter(tmp_path):
     cache = tmp_path / "xla"
     first = _child(tmp_path, str(cache))
@@ -45,7 +46,6 @@ def test_second_process_loads_the_compiled_interpreter(tmp_path):
     assert second["loss"] == first["loss"]  # the same executable trains the same
 
 
-@pytest.mark.slow  # compiles in a fresh process
 def test_off_leaves_the_cache_unused(tmp_path, monkeypatch):
     monkeypatch.setenv(xla_cache.ENV, "off")
     assert xla_cache.directory() is None
