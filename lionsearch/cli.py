@@ -222,9 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `lionsearch show RUN | head` ends quietly
     args = build_parser().parse_args(argv)
     from search.rundir import RunDirError
+    from search.workers import WorkerError
     try:
         return args.func(args)
-    except RunDirError as e:  # a run directory in use, damaged, or not a run's
+    except (RunDirError, WorkerError) as e:  # a run directory in use, damaged or not a run's; dead workers
         raise SystemExit(f"lionsearch {args.command}: {e}") from None
     except KeyboardInterrupt:  # the history is durable line by line: nothing recorded is lost
         run_dir = getattr(args, "run_dir", None)

@@ -132,6 +132,10 @@ class RayConfig:
     num_cpus: int | None = None  # for the local instance; None: all cores
     workers: int = 2  # evaluator actors
 
+    def __post_init__(self):  # zero workers or cores would wait forever for a result
+        if self.workers < 1 or (self.num_cpus is not None and self.num_cpus < 1):
+            raise ValueError(f"workers and num_cpus must be at least 1, got {self.workers} and {self.num_cpus}")
+
 
 @dataclass(frozen=True)
 class RunConfig:

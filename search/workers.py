@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import socket
 import time
 from collections import deque
@@ -42,6 +43,10 @@ class Evaluator:
         return Evaluation.of(f, self.name)
 
 
+class WorkerError(RuntimeError):
+    """Evaluator workers that cannot start (the reason is their own error)."""
+
+
 @dataclass
 class _Job:
     key: object
@@ -61,6 +66,7 @@ class WorkerPool:
         self.timeout_s, self.max_tries = timeout_s, max_tries
         self.retries = 0  # candidates resubmitted after their worker died
         self.timeouts = 0
+        self.start_failures = 0  # workers that died while starting; past max_tries the pool gives up
         self._ready: deque = deque()  # started, idle actors, longest idle first
         self._starting: dict = {}  # readiness ref -> actor not yet started (may wait for a node)
         self._queue: deque[_Job] = deque()  # candidates waiting for an actor
@@ -74,10 +80,25 @@ class WorkerPool:
 
     def wait_ready(self) -> list:
         """Block until every actor has started (and compiled its task); returns the actors."""
-        for ref, actor in list(self._starting.items()):
-            ray.get(ref)
-            self._ready.append(self._starting.pop(ref))
+        while self._starting:
+            ref = next(iter(self._starting))
+            self._started(ref)
         return list(self._ready)
+
+    def _started(self, ref) -> None:
+        """An actor finished starting: ready, or (dead while starting) replaced, until the same
+        failure has happened `max_tries` times: a worker that cannot start stops the run with
+        its reason (a task size that overflows, say), rather than being restarted forever."""
+        actor = self._starting.pop(ref)
+        try:
+            ray.get(ref)
+            self._ready.append(actor)
+        except ray.exceptions.RayError as e:
+            self.start_failures += 1
+            if self.start_failures >= self.max_tries:
+                raise WorkerError(f"evaluator workers for task {self.task!r} fail to start "
+                                  f"({self.start_failures} tries): {_reason(e)}") from None
+            self._add_actor()
 
     def running(self) -> list[tuple[object, object, float]]:
         """(key, actor, seconds running) of each candidate being evaluated now."""
@@ -123,12 +144,7 @@ class WorkerPool:
             ready, _ = ray.wait(waiting, num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
             for ref in ready:
                 if ref in self._starting:
-                    actor = self._starting.pop(ref)
-                    try:
-                        ray.get(ref)
-                        self._ready.append(actor)
-                    except ray.exceptions.RayError:  # died while starting: start another
-                        self._add_actor()
+                    self._started(ref)
                     continue
                 job = self._jobs.pop(ref)
                 try:
@@ -143,7 +159,7 @@ class WorkerPool:
                         self._queue.appendleft(_Job(job.key, job.program, job.seeds, job.tries + 1))
                 except ray.exceptions.RayTaskError as e:  # a bug while evaluating: a failure, not a crash
                     self._ready.append(job.actor)
-                    results.append((job.key, Evaluation.failure(f"error: {str(e).splitlines()[-1][:200]}")))
+                    results.append((job.key, Evaluation.failure(f"error: {_reason(e)}")))
             now = time.monotonic()
             for ref, job in list(self._jobs.items()):
                 if now - job.started > self.timeout_s:
@@ -185,3 +201,11 @@ class SeedSplit:
 
     def shutdown(self) -> None:
         self.pool.shutdown()
+
+
+def _reason(e: Exception) -> str:
+    """The worker's own error (`OverflowError: ...`) out of Ray's report, which wraps it in a
+    traceback and notes."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"[\w.]*(Error|Exception)\b", line)]
+    return (errors or lines or [repr(e)])[-1][:300]

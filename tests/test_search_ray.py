@@ -133,3 +133,14 @@ def test_resume_after_kill_9_loses_and_repeats_nothing(tmp_path):
     assert [r["id"] for r in after] == list(range(60))
     assert after[:len(before)] == before  # nothing rewritten
     assert "run directory: " + str(run_dir) in done.stdout
+
+
+def test_a_worker_that_cannot_start_stops_the_pool_with_its_reason(local_ray):
+    from search.workers import WorkerError, WorkerPool
+    pool = WorkerPool("logreg", {"steps": 10 ** 12}, (0,), 1, timeout_s=60.0, max_tries=2)  # overflows
+    try:
+        with pytest.raises(WorkerError, match="fail to start .2 tries.: .*overflow"):
+            list(pool.map([(0, dsl.load("sgd"))]))
+        assert pool.start_failures == 2
+    finally:
+        pool.shutdown()

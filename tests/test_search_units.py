@@ -165,6 +165,7 @@ def test_mutation_can_be_restricted_to_some_ops():
     ("task: {name: imagenet}", "task.name: unknown task 'imagenet'"),
     ("task: {name: logreg, size: {widht: 3}}", "task.size: task 'logreg': unknown knob(s) 'widht'"),
     ("search: {evaluations: many}", "search.evaluations: expected int"),
+    ("ray: {workers: 0}", "ray: workers and num_cpus must be at least 1, got 0"),
 ])
 def test_cli_search_reports_bad_configs_without_a_traceback(tmp_path, capsys, text, message):
     from lionsearch.cli import main
