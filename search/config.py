@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -14,6 +16,32 @@ from .mutation import MutationConfig
 
 class ConfigError(ValueError):
     """A bad config: the message names the file and the key."""
+
+
+MAX_VALUES = 10_000  # a config is small: YAML aliases that expand beyond this are refused
+_short = reprlib.Repr()  # an error quotes the start of a value, never the whole of one
+_short.maxstring = _short.maxother = _short.maxlong = 80
+_quote = _short.repr
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice (the last would win silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
+        for i, (key_node, _) in enumerate(node.value):
+            if keys[i] in keys[:i]:
+                raise yaml.constructor.ConstructorError(None, None, f"key {_quote(keys[i])} is given twice",
+                                                        key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+def _values(x, memo: dict) -> int:
+    """How many values `x` holds once its aliases are expanded (shared objects counted per use)."""
+    if id(x) not in memo:
+        memo[id(x)] = 1 + (sum(_values(v, memo) for v in x.values()) if isinstance(x, dict) else
+                           sum(_values(v, memo) for v in x) if isinstance(x, list) else 0)
+    return memo[id(x)]
 
 
 def _check(tp, value, where: str):
@@ -31,24 +59,30 @@ def _check(tp, value, where: str):
                 return _check(t, value, where)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: expected {tp}, got {value!r}")
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: expected {tp}, got {_quote(value)}")
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {_quote(value)}")
         (item,) = typing.get_args(tp)[:1]
         return origin(_check(item, x, f"{where}[{i}]") for i, x in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {_quote(value)}")
         _, vt = typing.get_args(tp)
         return {str(k): _check(vt, x, f"{where}.{k}") for k, x in value.items()}
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            x = float(value)
+        except OverflowError:  # an int past float's range
+            x = math.inf
+        if not math.isfinite(x):  # .nan would turn a check off, .inf a limit
+            raise ConfigError(f"{where}: expected a finite number, got {_quote(value)}")
+        return x
     if tp is typing.Any or (isinstance(tp, type) and isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
         return value
-    raise ConfigError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+    raise ConfigError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {_quote(value)}")
 
 
 def from_dict(cls, data, where: str):
@@ -56,7 +90,7 @@ def from_dict(cls, data, where: str):
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{where.rstrip(':')}: expected a mapping of {cls.__name__} fields, got {data!r}")
+        raise ConfigError(f"{where.rstrip(':')}: expected a mapping of {cls.__name__} fields, got {_quote(data)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
@@ -88,8 +122,8 @@ class TaskConfig:
             proxy_tasks.get_task(self.name, **self.size)
         except (ValueError, TypeError) as e:
             raise ValueError(f"size: {e}") from None
-        if not self.seeds:
-            raise ValueError("seeds: at least one seed is needed")
+        if not self.seeds or min(self.seeds) < 0:
+            raise ValueError(f"seeds: at least one seed, none negative, is needed; got {_quote(self.seeds)}")
 
 
 @dataclass(frozen=True)
@@ -117,6 +151,8 @@ class SearchConfig:
             raise ValueError(f"tournament must be between 1 and population ({self.population}), got {self.tournament}")
         if self.evaluations < 1 or self.checkpoint_every < 1 or self.timeout_s <= 0:
             raise ValueError("evaluations, checkpoint_every and timeout_s must be positive")
+        if self.restart_after < 0:
+            raise ValueError(f"restart_after: expected 0 (never) or more, got {self.restart_after}")
         import dsl
         try:
             warm = dsl.load(self.warm_start)
@@ -144,16 +180,30 @@ class RunConfig:
     ray: RayConfig = RayConfig()
     seed: int = 0
 
+    def __post_init__(self):  # a negative seed fails only once the warm start has trained
+        if self.seed < 0:
+            raise ValueError(f"seed: expected 0 or more, got {self.seed}")
+
 
 def load_config(path: str | Path, cls=RunConfig):
     """Read and validate a YAML config file."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a directory, not a config file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror})") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if data is None:
+        raise ConfigError(f"{path}: empty; a config names at least its task (see configs/quick.yaml)")
+    if _values(data, {}) > MAX_VALUES:
+        raise ConfigError(f"{path}: its aliases expand to more than {MAX_VALUES} values")
     return from_dict(cls, data, f"{path}:")
 
 

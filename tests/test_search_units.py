@@ -166,6 +166,16 @@ def test_mutation_can_be_restricted_to_some_ops():
     ("task: {name: logreg, size: {widht: 3}}", "task.size: task 'logreg': unknown knob(s) 'widht'"),
     ("search: {evaluations: many}", "search.evaluations: expected int"),
     ("ray: {workers: 0}", "ray: workers and num_cpus must be at least 1, got 0"),
+    ("", "empty; a config names at least its task"),
+    ("seed: 1\nseed: 2\n", "key 'seed' is given twice"),
+    ("search: {timeout_s: .nan}", "search.timeout_s: expected a finite number, got nan"),
+    ("search: {restart_after: -5}", "search.restart_after: expected 0 (never) or more, got -5"),
+    ("seed: -1", "seed: expected 0 or more, got -1"),
+    ("search: {mutation: {constant_prob: -3}}", "constant_prob between 0 and 1"),
+    ("task: {name: logreg, seeds: [-1]}", "task.seeds: at least one seed, none negative"),
+    ("a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(  # an alias bomb: 10^6 values from 7 lines
+        f"{b}: &{b} [{', '.join([f'*{a}'] * 10)}]\n" for a, b in zip("abcde", "bcdef")) + "seed: *f\n",
+     "its aliases expand to more than 10000 values"),
 ])
 def test_cli_search_reports_bad_configs_without_a_traceback(tmp_path, capsys, text, message):
     from lionsearch.cli import main
@@ -173,7 +183,16 @@ def test_cli_search_reports_bad_configs_without_a_traceback(tmp_path, capsys, te
     with pytest.raises(SystemExit) as info:
         main(["search", str(f), "--run-dir", str(tmp_path / "run"), "--no-progress"])
     assert message in str(info.value.code) and str(f) in str(info.value.code)
+    assert len(str(info.value.code)) < 400  # quotes a value's start, not all of it
     assert not (tmp_path / "run" / "history.jsonl").exists()
+
+
+def test_a_config_that_is_not_utf8_text_or_not_a_file(tmp_path):
+    (tmp_path / "c.yaml").write_bytes(b"seed: 1\n\xff\xfe\n")
+    with pytest.raises(ConfigError, match="c.yaml: not UTF-8 text .byte 8."):
+        load_config(tmp_path / "c.yaml")
+    with pytest.raises(ConfigError, match="a directory, not a config file"):
+        load_config(tmp_path)
 
 
 def test_cli_show_prints_program_and_analysis(capsys):
