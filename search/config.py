@@ -160,6 +160,11 @@ class SearchConfig:
             raise ValueError(f"warm_start: {e}") from None
         if not dsl.check(warm):
             raise ValueError(f"warm_start: {self.warm_start} fails abstract execution: {dsl.check(warm).reason}")
+        from proxy_tasks.engine import BUCKETS
+        live = len(dsl.strip_dead_code(warm.inline_params()))
+        if live > max(BUCKETS):  # every evaluation would fail
+            raise ValueError(f"warm_start: {self.warm_start} has {live} live statements; the engine trains "
+                             f"programs of up to {max(BUCKETS)}")
 
 
 @dataclass(frozen=True)

@@ -307,3 +307,11 @@ def test_cli_refuses_a_damaged_run_and_repair_fixes_it(tmp_path, capsys):
     assert "kept the first 2 evaluations" in capsys.readouterr().out
     assert [r.id for r in read_history(tmp_path / "run")] == [0, 1]
     assert len(list((tmp_path / "run").glob("history.rejected-*.jsonl"))) == 1
+
+
+def test_a_warm_start_longer_than_the_engine_takes_is_refused_up_front(tmp_path):
+    body = "".join(f"    m = m + g\n" for _ in range(40))
+    (tmp_path / "long.opt").write_text(f"def train(w, g, m, v, lr):\n{body}    update = m * lr\n    return update, m, v\n")
+    f = _write(tmp_path, f"search: {{warm_start: {tmp_path / 'long.opt'}}}")
+    with pytest.raises(ConfigError, match="search.warm_start: .* has 41 live statements; the engine trains programs of up to 32"):
+        load_config(f)
