@@ -124,6 +124,8 @@ class RunDir:
         f.write(f"{os.getpid()}\n")
         f.flush()
         _HELD[key] = [f, 1]
+        for tmp in self.path.glob("*.tmp"):  # half-written by a killed holder (`_atomic_write`)
+            tmp.unlink()
 
     def release(self) -> None:
         key = self.path.resolve()

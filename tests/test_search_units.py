@@ -260,7 +260,9 @@ def test_a_run_directory_is_held_by_one_process(tmp_path):
     assert got.returncode != 0 and f"in use by another process (pid {__import__('os').getpid()})" in got.stderr
     d.release()
     d.close()  # the last holder lets go: another process may resume now
+    (tmp_path / "run" / "population.json.tmp").write_text("")  # left by a holder killed mid-write
     assert subprocess.run([sys.executable, "-c", other]).returncode == 0
+    assert not (tmp_path / "run" / "population.json.tmp").exists()  # the next holder cleared it
     # a killed holder's lock does not block: the OS drops it with the process
     held = subprocess.Popen([sys.executable, "-c", other + "; import time; time.sleep(60)"])
     try:
