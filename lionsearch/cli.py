@@ -10,9 +10,9 @@ import dsl
 
 from search.inspect import is_run_dir
 
-from .cli_eval import add_eval_parser, knob
+from .cli_eval import add_eval_parser, check_tasks, knob, seed
 from .cli_inspect import add_export_parser, add_lineage_parser, add_ops_parser, add_plot_parser, add_show_parser
-from .cli_inspect import add_repair_parser, load_program
+from .cli_inspect import add_repair_parser, load_program, out_dir, out_file, run_config, write_out
 
 
 def with_ray(cfg, args):
@@ -29,7 +29,8 @@ def add_search_parser(sub) -> None:
     sp.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
     sp.add_argument("--seed", type=int, help="random seed (a one-worker run is exactly reproducible)")
     sp.add_argument("--workers", type=int, help="evaluator workers")
-    sp.add_argument("--evaluations", type=int, help="override the budget of evaluations")
+    sp.add_argument("--evaluations", type=int, help="override the budget of evaluations (with --resume: "
+                    "the run's new budget, no fewer than it has done)")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
     sp.set_defaults(func=cmd_search)
 
@@ -38,13 +39,17 @@ def cmd_search(args) -> int:
     from search.config import ConfigError, load_config
     from search.runner import resolve, run_search
 
+    check_run_dir("search", args)
     try:
         cfg = load_config(args.config)
         if args.seed is not None:
             cfg = dataclasses.replace(cfg, seed=args.seed)
-        if args.evaluations is not None:
-            cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, evaluations=args.evaluations))
+        if args.evaluations is not None and not args.resume:
+            cfg = with_budget(cfg, args.evaluations)
         cfg, run_dir, notes = resolve(with_ray(cfg, args), args.run_dir, args.resume)
+        if args.resume and args.evaluations is not None:  # the one setting a resume takes from the command
+            cfg, note = resumed_budget(cfg, run_dir, args.evaluations)
+            notes.append(note)
         for note in notes:
             print(f"note: {note}")
         print(f"run directory: {run_dir}", flush=True)
@@ -54,6 +59,34 @@ def cmd_search(args) -> int:
     print_summary(summary)
     print(f"run directory: {run_dir}")
     return 0
+
+
+def check_run_dir(cmd: str, args) -> None:
+    """Before any work: the run directory (default: a new one under runs/) can be written, and on
+    --resume its config.yaml can be read."""
+    out_dir(cmd, "--run-dir" if args.run_dir else "runs folder", args.run_dir or "runs")
+    if args.resume and args.run_dir:
+        run_config(cmd, args.run_dir)
+
+
+def with_budget(cfg, evaluations: int):
+    """`cfg` with `evaluations` as its budget (--evaluations)."""
+    if evaluations < 1:
+        raise SystemExit(f"lionsearch search: --evaluations {evaluations}: expected 1 or more")
+    return dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, evaluations=evaluations))
+
+
+def resumed_budget(cfg, run_dir, evaluations: int):
+    """The resumed run's config with `evaluations` as its budget, and a note saying so; fewer than the
+    run has already done is refused."""
+    from search.rundir import read_history
+    done, own = len(read_history(run_dir)), cfg.search.evaluations
+    if evaluations < done:
+        raise SystemExit(f"lionsearch search: --evaluations {evaluations}: the run in {run_dir} has already done "
+                         f"{done} evaluations; give {done} or more")
+    how = "unchanged" if evaluations == own else ("extended" if evaluations > own else "shrunk")
+    return with_budget(cfg, evaluations), (f"--evaluations: budget {how}, {own} -> {evaluations} evaluations "
+                                           f"({done} done)")
 
 
 def print_summary(summary: dict) -> None:
@@ -84,6 +117,7 @@ def cmd_run(args) -> int:
     from search.rundir import new_run_dir
 
     from .pipeline import DISCOVERED, EXIT_NOTHING_FOUND, load_pipeline, run_pipeline
+    check_run_dir("run", args)
     try:
         cfg = load_pipeline(args.config)
     except ConfigError as e:
@@ -144,8 +178,13 @@ def add_select_parser(sub) -> None:
 def cmd_select(args) -> int:
     from search.config import ConfigError
     from selection.funnel import load_funnel, run_funnel, table
+    from search.rundir import read_history
     if not is_run_dir(args.run):
         raise SystemExit(f"lionsearch select: {args.run}: not a run directory (no history.jsonl)")
+    run_config("select", args.run)  # before Ray starts: a damaged history is a RunDirError here
+    if not read_history(args.run):
+        raise SystemExit(f"lionsearch select: {args.run}: the run has no evaluations yet; nothing to select")
+    out_dir("select", "run directory", args.run)  # selection.json and selection.md go there
     try:
         cfg = load_funnel(args.config)
     except ConfigError as e:
@@ -166,7 +205,7 @@ def add_simplify_parser(sub) -> None:
     sp.add_argument("--tolerance", type=float, default=0.01, help="relative loss increase allowed (default 0.01)")
     sp.add_argument("--lr-multipliers", type=float, nargs="+", default=[1.0], metavar="K",
                     help="score each candidate at its best of these lr multipliers (default: 1)")
-    sp.add_argument("--seeds", type=int, nargs="+", default=[0])
+    sp.add_argument("--seeds", type=seed, nargs="+", default=[0])
     sp.add_argument("--screen-seeds", type=int, default=0, metavar="K",
                     help="score each ablation on the first K seeds first; only those not clearly worse on all")
     sp.add_argument("--max-trainings", type=int,
@@ -179,6 +218,11 @@ def cmd_simplify(args) -> int:
     from simplify import simplify_steps
     p = load_program(args.program)
     size = dict(args.set or [])
+    if args.task:
+        check_tasks("simplify", [args.task], size)
+    out = args.out or (Path(args.program) / "simplified.opt" if is_run_dir(args.program) else None)
+    if out:  # before the ablation, which can take long
+        out = out_file("simplify", "--out" if args.out else "output", out)
     print(f"# simplifying {p.name or args.program}" + (f" on {args.task} {size}" if args.task else " (exact steps only)"))
 
     def show(step):
@@ -195,9 +239,8 @@ def cmd_simplify(args) -> int:
     text = dsl.to_text(final)
     print(text, end="")
     print(f"# family: {dsl.family(final)}")
-    out = args.out or (Path(args.program) / "simplified.opt" if is_run_dir(args.program) else None)
     if out:
-        Path(out).write_text(text)
+        write_out(out, text)
         print(f"# written to {out}")
     return 0
 

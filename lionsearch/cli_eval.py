@@ -6,16 +6,42 @@ import argparse
 
 import dsl
 import proxy_tasks
+from proxy_tasks.base import INT_MAX
 
 from search.inspect import InspectError, load_program
 
 
 def knob(text: str):
+    """KNOB=VALUE with VALUE read as YAML (plain data only: safe_load refuses python tags)."""
     import yaml
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"expected KNOB=VALUE, got {text!r}")
-    return key.strip(), yaml.safe_load(value)
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        why = str(getattr(e, "problem", None) or "not valid YAML")
+        raise argparse.ArgumentTypeError(f"{key.strip()}: cannot read the value {value[:40]!r} ({why})") from None
+
+
+def seed(text: str) -> int:
+    """A training seed: it becomes an int32 PRNG key, so 0 <= seed < 2**31."""
+    try:
+        s = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text[:40]!r}") from None
+    if not 0 <= s <= INT_MAX:
+        raise argparse.ArgumentTypeError(f"a seed must be in [0, 2**31 - 1], got {text[:40]}")
+    return s
+
+
+def check_tasks(cmd: str, tasks, size: dict) -> None:
+    """Build each task with the knobs before any work, so a bad knob is one line naming it."""
+    for task in tasks:
+        try:
+            proxy_tasks.get_task(task, **size)
+        except ValueError as e:
+            raise SystemExit(f"lionsearch {cmd}: {e}") from None
 
 
 def _local(programs, task: str, size: dict, seeds, direct: bool):
@@ -49,7 +75,7 @@ def add_eval_parser(sub) -> None:
                     help=f"a built-in ({', '.join(dsl.builtin_names())}), an .opt file, or a run directory")
     sp.add_argument("--tasks", "--task", nargs="+", default=["digits_mlp"], choices=names, metavar="TASK",
                     help=f"proxy tasks ({', '.join(names)}; default digits_mlp)")
-    sp.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (the loss is their mean)")
+    sp.add_argument("--seeds", type=seed, nargs="+", default=[0], help="seeds (the loss is their mean)")
     sp.add_argument("--set", type=knob, action="append", metavar="KNOB=VALUE",
                     help="a size or schedule knob for every task, repeatable (e.g. --set steps=300); "
                          + "; ".join(f"{t}: {', '.join(sorted(proxy_tasks.task_knobs(t)))}" for t in names))
@@ -66,11 +92,7 @@ def cmd_eval(args) -> int:
     except (dsl.ProgramError, InspectError) as e:
         raise SystemExit(f"lionsearch eval: {e}") from None
     size, seeds = dict(args.set or []), tuple(args.seeds)
-    for task in args.tasks:
-        try:
-            proxy_tasks.get_task(task, **size)
-        except ValueError as e:
-            raise SystemExit(f"lionsearch eval: {e}") from None
+    check_tasks("eval", args.tasks, size)
     on_ray = args.address is not None or args.workers is not None
     if on_ray:
         from search.config import RayConfig

@@ -9,7 +9,10 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
+
+import yaml
 
 import dsl
 from dsl.export import TARGETS, ExportError, export
@@ -34,6 +37,67 @@ def _run(cmd: str, path: str) -> str:
     if not inspect.is_run_dir(path):
         raise SystemExit(f"lionsearch {cmd}: {path}: not a run directory (no history.jsonl or config.yaml)")
     return path
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why files cannot be written in `folder` (made where missing), or None where they can."""
+    q = folder
+    while not q.exists() and q != q.parent:  # the nearest part of the path that exists
+        q = q.parent
+    if not q.is_dir():
+        return f"{q} is a file, not a folder"
+    if not os.access(q, os.W_OK | os.X_OK):
+        return f"{q} is not writable (read-only)"
+    return None
+
+
+def out_dir(cmd: str, what: str, path: str | Path) -> Path:
+    """A folder to write into, checked before any work (a missing one is made by whoever writes);
+    where it cannot be written, one line naming `what` (the option) and why."""
+    why = _unwritable(Path(path))
+    if why:
+        raise SystemExit(f"lionsearch {cmd}: {what} {path}: {why}")
+    return Path(path)
+
+
+def out_file(cmd: str, what: str, path: str | Path) -> Path:
+    """A file to write, checked before any work: not a folder, writable, in a folder that is or can
+    be made (`write_out` makes missing folders, as `plot --out` and `lineage --graph` always have)."""
+    p = Path(path)
+    if p.is_dir():
+        raise SystemExit(f"lionsearch {cmd}: {what} {path}: is a folder; give a file name")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise SystemExit(f"lionsearch {cmd}: {what} {path}: is not writable (read-only)")
+    why = _unwritable(p.parent)
+    if why:
+        raise SystemExit(f"lionsearch {cmd}: {what} {path}: {why}")
+    return p
+
+
+def write_out(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def run_config(cmd: str, run: str | Path) -> dict:
+    """A run directory's config.yaml read before any work: broken YAML, or a file that is not a
+    mapping of settings, is one line naming the file. No config.yaml: {}."""
+    f = Path(run) / "config.yaml"
+    if not f.is_file():
+        return {}
+    try:
+        cfg = yaml.safe_load(f.read_bytes().decode())
+    except UnicodeDecodeError:
+        raise SystemExit(f"lionsearch {cmd}: {f}: not UTF-8 text") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise SystemExit(f"lionsearch {cmd}: {f}: not valid YAML{where}: "
+                         f"{getattr(e, 'problem', None) or 'cannot be read'}") from None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("task", {}), (dict, type(None))):
+        raise SystemExit(f"lionsearch {cmd}: {f}: expected a mapping of settings (task, search, ...), "
+                         f"got {str(cfg)[:40]!r}")
+    return cfg
 
 
 def load_program(ref: str) -> dsl.Program:
@@ -68,6 +132,7 @@ def cmd_show(args) -> int:
 
 def show_run_dir(path: str | Path, top: int = 5) -> int:
     """Print what a run found: counters, the warm start, and the `top` best distinct programs."""
+    run_config("show", path)
     try:
         info = inspect.show_run(path, top)
     except (inspect.InspectError, RunDirError) as e:
@@ -123,6 +188,8 @@ def add_lineage_parser(sub) -> None:
 
 def cmd_lineage(args) -> int:
     run = _run("lineage", args.run)
+    if args.graph:
+        out_file("lineage", "--graph", args.graph)
     try:
         recs = inspect.records(run)
         graph = inspect.lineage_graph(recs)
@@ -155,6 +222,7 @@ def add_plot_parser(sub) -> None:
 
 def cmd_plot(args) -> int:
     run = _run("plot", args.run)
+    out_dir("plot", "--out" if args.out else "run directory", args.out or run)
     try:
         paths = inspect.plot_run(run, args.out)
     except (inspect.InspectError, RunDirError) as e:
@@ -176,12 +244,14 @@ def add_export_parser(sub) -> None:
 
 
 def cmd_export(args) -> int:
+    if args.output:
+        out_file("export", "--output", args.output)
     try:
         src = export(inspect.load_program(args.program, args.id), args.to, name=args.name)
     except (inspect.InspectError, RunDirError, ExportError, dsl.ProgramError) as e:
         raise _fail("export", e) from None
     if args.output:
-        Path(args.output).write_text(src)
+        write_out(Path(args.output), src)
         print(f"wrote {args.to} source: {args.output}")
     else:
         print(src, end="")

@@ -12,6 +12,13 @@ import numpy as np
 # Knobs every task has: the training horizon, the batch, and the shape of the lr schedule that feeds
 # the program's `lr` input (warm-up for `warmup` * steps, then cosine decay to `final` * peak).
 COMMON_KNOBS: dict[str, Any] = {"steps": 200, "batch": 128, "warmup": 0.1, "peak": 1.0, "final": 0.0}
+INT_MAX = 2 ** 31 - 1  # the largest int32: steps, shapes and seeds all enter jitted code as int32
+
+
+def _short(x) -> str:
+    """A value as an error quotes it: its start only."""
+    text = repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass(frozen=True)
@@ -62,20 +69,7 @@ class Task:
                              f"valid knobs: {', '.join(sorted(valid))}")
         cfg = dict(valid)
         for k, x in knobs.items():
-            default = valid[k]
-            try:
-                if isinstance(default, bool):
-                    x = bool(x)
-                elif isinstance(default, int):
-                    if float(x) != int(float(x)):
-                        raise ValueError
-                    x = int(float(x))
-                elif isinstance(default, float):
-                    x = float(x)
-            except (TypeError, ValueError):
-                raise ValueError(f"task {self.name!r}: knob {k!r} must be a {type(default).__name__}, "
-                                 f"got {x!r}") from None
-            cfg[k] = x
+            cfg[k] = self._knob(k, x, valid[k])
         self.config = cfg
         for k, x in cfg.items():
             setattr(self, k, x)
@@ -85,6 +79,59 @@ class Task:
             raise ValueError(f"task {self.name!r}: warmup is a fraction of steps in [0, 1), got {self.warmup}")
         self._data = None
         self.validate()
+        self._check_scale()
+
+    def _knob(self, k: str, x, default):
+        """`x` as the type of the knob's default: a finite number; an integer knob (a size, count or
+        seed) within [0, INT_MAX], since the compiled loop, shapes and seeds are int32."""
+        what = {bool: "a bool", int: f"an integer in [0, {INT_MAX}]", float: "a finite number"}[type(default)]
+        try:
+            if isinstance(default, bool):
+                if not isinstance(x, bool):
+                    raise ValueError
+            elif isinstance(default, int):
+                if isinstance(x, bool) or not math.isfinite(float(x)) or float(x) != int(float(x)):
+                    raise ValueError
+                x = int(x) if isinstance(x, int) else int(float(x))
+                if not 0 <= x <= INT_MAX:
+                    raise ValueError
+            elif isinstance(default, float):
+                x = float(x)
+                if not math.isfinite(x):
+                    raise ValueError
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"task {self.name!r}: knob {k!r} must be {what}, got {_short(x)}") from None
+        return x
+
+    def _check_scale(self) -> None:
+        """Sizes that pass each knob's own check can still be absurd together: the model's
+        parameters, one flat float32 vector, must have fewer than 2**31 entries (int32 offsets),
+        and a batch no larger than the training set (a bigger one only repeats rows, at any cost)."""
+        try:
+            params = jax.eval_shape(self.init, jax.ShapeDtypeStruct((2,), jnp.uint32))
+            n = sum(math.prod(x.shape) for x in jax.tree.leaves(params))
+        except OverflowError:  # a size past int32 inside the initialiser itself
+            n = None
+        if n is None or n > INT_MAX:
+            sizes = ", ".join(f"{k}={self.config[k]}" for k in sorted(self.KNOBS))
+            raise ValueError(f"task {self.name!r}: {'too many' if n is None else f'{n:,}'} parameters, "
+                             f"more than {INT_MAX:,} (2**31 - 1); "
+                             f"make the model smaller ({sizes})")
+        if self.batch > self.valid_knobs()["batch"]:  # the defaults fit every task: build data only past them
+            rows = self.train_rows()
+            if self.batch > rows:
+                raise ValueError(f"task {self.name!r}: knob 'batch' is {self.batch}, larger than the "
+                                 f"{rows} training examples")
+
+    def train_rows(self) -> int:
+        """How many distinct training examples a batch draws from (rows of train_x, or windows of
+        a token stream `train_ids` of `context` + 1 tokens)."""
+        if "n_train" in self.config:  # without generating the data
+            return self.n_train
+        data = self.make_data()
+        if "train_x" in data:
+            return len(data["train_x"])
+        return len(data["train_ids"]) - getattr(self, "context", 0) - 1
 
     @classmethod
     def valid_knobs(cls) -> dict[str, Any]:
