@@ -1,0 +1,284 @@
+"""A user's mistake on the command line ends in one line naming the argument, file or knob and what
+was expected, never a traceback: through the real CLI (`cli.main` in-process; a subprocess where the
+exit status or "before Ray starts" matters), on a real run directory made by a tiny real search."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import proxy_tasks
+from lionsearch import cli
+from lionsearch.cli_eval import seed
+
+TINY = {"task": {"name": "logreg", "size": {"steps": 10, "batch": 16, "n_train": 64, "n_val": 32}, "seeds": [0]},
+        "search": {"population": 4, "tournament": 2, "evaluations": 8, "checkpoint_every": 4, "timeout_s": 60,
+                   "restart_after": 0},
+        "ray": {"workers": 1, "num_cpus": 1}, "seed": 0}
+
+
+def fails(argv, capsys) -> str:
+    """The one-line error `lionsearch ARGV` ends with (its own, or argparse's last line), given before
+    any work: nothing is printed before it."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    out, err = capsys.readouterr()
+    code = e.value.code
+    msg = code if isinstance(code, str) else err.strip().splitlines()[-1]
+    assert isinstance(code, str) or code == 2  # a message of ours, or argparse's usage error
+    assert "Traceback" not in out + err + msg and "\n" not in msg
+    assert out == ""
+    return msg
+
+
+def run_cli(*argv) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lionsearch", *map(str, argv)], capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).parent.parent)
+
+
+def one_line(p: subprocess.CompletedProcess) -> str:
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(local_ray, tmp_path_factory):
+    """A real run directory: 8 evaluations of a tiny logreg search, made by `lionsearch search`."""
+    root = tmp_path_factory.mktemp("faults")
+    (root / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    path = root / "run"
+    assert cli.main(["search", str(root / "tiny.yaml"), "--run-dir", str(path), "--no-progress"]) == 0
+    assert len((path / "history.jsonl").read_text().splitlines()) == 8
+    return path
+
+
+def copy_run(run, dest: Path) -> Path:
+    shutil.copytree(run, dest, ignore=shutil.ignore_patterns(".lock"))
+    return dest
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """Make a folder read-only: by its mode, or (as root, whom modes do not stop) by denying write
+    access under it to os.access, which is what the checks ask, as a read-only mount would."""
+    made = []
+
+    def make(path: Path) -> Path:
+        path = Path(path).resolve()
+        if os.geteuid() != 0:
+            path.chmod(0o555)
+            made.append(path)
+        else:
+            real = os.access
+
+            def access(p, mode, *args, **kw):
+                if mode & os.W_OK and Path(p).resolve().is_relative_to(path):
+                    return False
+                return real(p, mode, *args, **kw)
+            monkeypatch.setattr(os, "access", access)
+        return path
+    yield make
+    for path in made:
+        path.chmod(0o755)
+
+
+# ---- knobs: --set values, task sizes, config sizes ------------------------------------------------
+
+BAD_SETS = [("steps={a: 1", "steps"), ("steps=!!python/object:os.system x", "steps"), ("steps=.inf", "'steps'"),
+            ("steps=1e12", "'steps'"), ("peak=.nan", "'peak'"), ("batch=100000", "'batch'"),
+            ("steps=[1, 2]", "'steps'"), ("data_seed=-1", "'data_seed'")]
+
+
+@pytest.mark.parametrize("command", ["eval", "simplify"])
+@pytest.mark.parametrize("value,knob", BAD_SETS)
+def test_a_bad_set_value_is_one_line_naming_the_knob(command, value, knob, capsys):
+    msg = fails([command, "lion", "--task", "logreg", "--set", value], capsys)
+    assert msg.startswith(f"lionsearch {command}") and knob in msg
+
+
+@pytest.mark.parametrize("task,knobs,expected", [
+    ("logreg", {"steps": float("inf")}, "knob 'steps' must be an integer in [0, 2147483647], got inf"),
+    ("logreg", {"steps": 2 ** 31}, "knob 'steps' must be an integer"),
+    ("logreg", {"steps": 10 ** 400}, "knob 'steps' must be an integer"),
+    ("logreg", {"peak": float("nan")}, "knob 'peak' must be a finite number"),
+    ("logreg", {"final": float("-inf")}, "knob 'final' must be a finite number"),
+    ("logreg", {"batch": 1025}, "knob 'batch' is 1025, larger than the 1024 training examples"),
+    ("digits_mlp", {"batch": 5000}, "larger than the 1438 training examples"),
+    ("char_lm", {"batch": 10 ** 6}, "knob 'batch' is 1000000, larger than the"),
+    ("digits_mlp", {"width": 10 ** 6}, "parameters, more than 2,147,483,647"),
+    ("digits_vit", {"width": 2 ** 31 - 2, "heads": 1}, "too many parameters"),
+    ("logreg", {"steps": True}, "knob 'steps' must be an integer"),
+])
+def test_task_knobs_must_be_finite_and_in_range(task, knobs, expected):
+    with pytest.raises(ValueError) as e:
+        proxy_tasks.get_task(task, **knobs)
+    assert expected in str(e.value) and f"task {task!r}" in str(e.value)
+
+
+def test_sane_knobs_still_build():
+    assert proxy_tasks.get_task("logreg", steps=5.0, batch=1024, peak="2").config["steps"] == 5
+    assert proxy_tasks.get_task("digits_mlp", batch=1438).batch == 1438
+
+
+@pytest.mark.parametrize("size,knob", [({"steps": float("inf")}, "steps"), ({"batch": 10 ** 9}, "batch"),
+                                       ({"peak": float("nan")}, "peak")])
+def test_a_config_with_an_absurd_size_is_one_line(size, knob, tiny_config, tmp_path, capsys):
+    cfg = yaml.safe_load(tiny_config.read_text())
+    cfg["task"]["size"].update(size)
+    tiny_config.write_text(yaml.safe_dump(cfg))
+    msg = fails(["search", str(tiny_config), "--run-dir", str(tmp_path / "r"), "--no-progress"], capsys)
+    assert str(tiny_config) in msg and f"'{knob}'" in msg
+
+
+# ---- seeds ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", ["eval", "simplify"])
+@pytest.mark.parametrize("value", ["99999999999999999999", "-1", str(2 ** 31), "x"])
+def test_a_seed_outside_int32_is_one_line(command, value, capsys):
+    msg = fails([command, "lion", "--task", "logreg", "--seeds", "0", value], capsys)
+    assert "argument --seeds" in msg and value in msg
+
+
+def test_the_largest_int32_seed_is_accepted():
+    assert seed(str(2 ** 31 - 1)) == 2 ** 31 - 1
+
+
+def test_a_bad_set_exits_with_argparse_status_in_a_subprocess():
+    p = run_cli("eval", "lion", "--set", "steps={a: 1")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines()[-1].startswith("lionsearch eval: error: argument --set: steps:")
+
+
+# ---- output files and folders (-o/--out/--graph) ---------------------------------------------------
+
+@pytest.mark.parametrize("argv,flag", [(["export", "lion", "--to", "optax", "-o"], "--output"),
+                                       (["simplify", "lion", "--out"], "--out")])
+def test_an_output_file_that_is_a_folder_or_under_a_file_is_one_line(argv, flag, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    msg = fails(argv + [str(tmp_path)], capsys)
+    assert f"{flag} {tmp_path}: is a folder; give a file name" in msg
+    msg = fails(argv + [str(tmp_path / "file" / "out.py")], capsys)
+    assert f"{flag} {tmp_path / 'file' / 'out.py'}: {tmp_path / 'file'} is a file, not a folder" in msg
+
+
+@pytest.mark.parametrize("argv", [["export", "lion", "--to", "optax", "-o"], ["simplify", "lion", "--out"]])
+def test_an_output_file_in_a_missing_folder_makes_the_folder(argv, tmp_path, capsys):
+    out = tmp_path / "new" / "deeper" / "out.txt"
+    assert cli.main(argv + [str(out)]) == 0
+    assert out.is_file() and out.read_text()
+
+
+def test_plot_and_lineage_outputs_under_a_file_are_one_line(run, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    msg = fails(["plot", str(run), "--out", str(tmp_path / "file")], capsys)
+    assert f"--out {tmp_path / 'file'}: {tmp_path / 'file'} is a file, not a folder" in msg
+    msg = fails(["lineage", str(run), "--graph", str(tmp_path)], capsys)
+    assert f"--graph {tmp_path}: is a folder; give a file name" in msg
+    msg = fails(["lineage", str(run), "--graph", str(tmp_path / "file" / "g.graphml")], capsys)
+    assert "is a file, not a folder" in msg and "--graph" in msg
+
+
+# ---- run directories: a file, under a file, read-only --------------------------------------------
+
+@pytest.mark.parametrize("command", ["search", "run"])
+def test_a_run_dir_that_is_or_lies_under_a_file_is_one_line(command, tiny_config, tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    for run_dir in (f, f / "sub"):
+        msg = fails([command, str(tiny_config), "--run-dir", str(run_dir), "--no-progress"], capsys)
+        assert msg == f"lionsearch {command}: --run-dir {run_dir}: {f} is a file, not a folder"
+    assert f.read_text() == "x"
+
+
+@pytest.mark.parametrize("command", ["search", "run"])
+def test_a_read_only_run_dir_is_refused_before_any_work(command, tiny_config, tmp_path, read_only, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    read_only(ro)
+    msg = fails([command, str(tiny_config), "--run-dir", str(ro / "run"), "--no-progress"], capsys)
+    assert "--run-dir" in msg and "is not writable (read-only)" in msg
+    assert not (ro / "run").exists()
+
+
+def test_read_only_outputs_of_simplify_and_plot_are_refused_up_front(run, tmp_path, read_only, capsys):
+    ro = read_only(copy_run(run, tmp_path / "ro_run"))
+    msg = fails(["simplify", str(ro)], capsys)  # default output: RUN/simplified.opt
+    assert msg == f"lionsearch simplify: output {ro / 'simplified.opt'}: {ro} is not writable (read-only)"
+    msg = fails(["plot", str(ro)], capsys)  # default output: the run directory
+    assert msg == f"lionsearch plot: run directory {ro}: {ro} is not writable (read-only)"
+    msg = fails(["simplify", "lion", "--out", str(ro / "x.opt")], capsys)
+    assert "--out" in msg and "read-only" in msg
+    assert not list(ro.glob("*.png")) and not (ro / "simplified.opt").exists()
+
+
+# ---- run directories: broken config.yaml, empty or damaged history ------------------------------
+
+@pytest.mark.parametrize("text,expected", [("task: {name: [\n", "not valid YAML (line 2)"),
+                                           ("[1, 2]\n", "expected a mapping of settings"),
+                                           ("", "expected a mapping of settings"),
+                                           ("task: 5\n", "expected a mapping of settings")])
+def test_show_and_resume_on_a_broken_config_are_one_line(text, expected, run, tmp_path, tiny_config, capsys):
+    bad = copy_run(run, tmp_path / "bad")
+    (bad / "config.yaml").write_text(text)
+    msg = fails(["show", str(bad)], capsys)
+    assert msg.startswith(f"lionsearch show: {bad / 'config.yaml'}: {expected}")
+    msg = fails(["search", str(tiny_config), "--run-dir", str(bad), "--resume", "--no-progress"], capsys)
+    assert msg.startswith(f"lionsearch search: {bad / 'config.yaml'}: {expected}")
+
+
+def test_select_on_a_config_only_or_damaged_run_stops_before_ray(run, tmp_path):
+    only = tmp_path / "only_config"
+    only.mkdir()
+    shutil.copy(run / "config.yaml", only)
+    damaged = copy_run(run, tmp_path / "damaged")
+    with open(damaged / "history.jsonl", "a") as f:
+        f.write("not json\n")
+    for path, expected in ((only, "the run has no evaluations yet"), (damaged, "line 9 is not valid JSON")):
+        p = run_cli("select", path, "--no-progress")
+        line = one_line(p)  # nothing else: Ray never started
+        assert line.startswith(f"lionsearch select: {path}") and expected in line
+
+
+# ---- resuming with --evaluations --------------------------------------------------------------------
+
+def test_resume_evaluations_extends_the_budget_and_says_so(run, tmp_path, tiny_config, capsys):
+    again = copy_run(run, tmp_path / "again")
+    assert cli.main(["search", str(tiny_config), "--run-dir", str(again), "--resume", "--evaluations", "11",
+                     "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "note: --evaluations: budget extended, 8 -> 11 evaluations (8 done)" in out
+    assert len((again / "history.jsonl").read_text().splitlines()) == 11
+    assert yaml.safe_load((again / "config.yaml").read_text())["search"]["evaluations"] == 11
+    # fewer than done is refused, before anything runs
+    msg = fails(["search", str(tiny_config), "--run-dir", str(again), "--resume", "--evaluations", "10"], capsys)
+    assert msg == (f"lionsearch search: --evaluations 10: the run in {again} has already done 11 evaluations; "
+                   "give 11 or more")
+    assert len((again / "history.jsonl").read_text().splitlines()) == 11
+
+
+def test_resume_evaluations_can_shrink_to_what_is_done(run, tmp_path, tiny_config, capsys):
+    again = copy_run(run, tmp_path / "again")
+    cfg = yaml.safe_load((again / "config.yaml").read_text())
+    cfg["search"]["evaluations"] = 20
+    (again / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert cli.main(["search", str(tiny_config), "--run-dir", str(again), "--resume", "--evaluations", "8",
+                     "--no-progress"]) == 0
+    assert "budget shrunk, 20 -> 8 evaluations (8 done)" in capsys.readouterr().out
+    assert len((again / "history.jsonl").read_text().splitlines()) == 8
+
+
+def test_evaluations_below_one_is_one_line(tiny_config, tmp_path, capsys):
+    msg = fails(["search", str(tiny_config), "--run-dir", str(tmp_path / "r"), "--evaluations", "0"], capsys)
+    assert msg == "lionsearch search: --evaluations 0: expected 1 or more"
