@@ -122,8 +122,9 @@ def _pipeline(cfg: PipelineConfig, run_dir: Path, resume: bool, progress: bool, 
     simplified, exact = steps[-1].program, exact_simplify(raw.inline_params())
     result["simplify_seconds"] = round(time.monotonic() - start, 1)
     start, last = time.monotonic(), funnel.stages[-1]
+    grid = refined(funnel.lr_multipliers)
     base, ours, same = tune_on_stage(last, [dsl.to_text(p) for p in (dsl.load(funnel.baseline), simplified, exact)],
-                                     funnel)
+                                     dataclasses.replace(funnel, lr_multipliers=grid))
     note = None
     if not ours["loss"] <= base["loss"]:  # never present a program that lost to the baseline
         note = (f"the ablated form lost to the baseline on stage {last.name} ({_fmt(ours['loss'])} vs "
@@ -137,11 +138,20 @@ def _pipeline(cfg: PipelineConfig, run_dir: Path, resume: bool, progress: bool, 
                "family_text": str(fam), "stage": last.name, "stage_seeds": list(last.task.seeds),
                "final_loss": ours["loss"], "baseline_loss": base["loss"],
                "final_seed_losses": ours["seed_losses"], "baseline_seed_losses": base["seed_losses"],
-               "final_lr_multiplier": ours["lr_multiplier"], "baseline_lr_multiplier": base["lr_multiplier"]}
+               "final_lr_multiplier": ours["lr_multiplier"], "baseline_lr_multiplier": base["lr_multiplier"],
+               "lr_multipliers": list(grid)}
     if result["verdict"] == DISCOVERED:
         (run_dir / "final.opt").write_text(dsl.to_text(simplified))
     _write(run_dir, result)
     return result
+
+
+def refined(grid) -> tuple[float, ...]:
+    """`grid` with the geometric midpoint of each neighbouring pair. The final comparison decides
+    the verdict, and a sign-based update's best lr can fall between the funnel's coarse points
+    (x3 apart): both the program and the baseline get the finer grid."""
+    g = sorted(grid)
+    return tuple(sorted(set(g) | {round(math.sqrt(a * b), 4) for a, b in zip(g, g[1:])}))
 
 
 def _write_steps(path: Path, candidate: int, steps) -> None:
