@@ -66,7 +66,7 @@ class WorkerPool:
         self.timeout_s, self.max_tries = timeout_s, max_tries
         self.retries = 0  # candidates resubmitted after their worker died
         self.timeouts = 0
-        self.start_failures = 0  # workers that died while starting; past max_tries the pool gives up
+        self.start_failures = 0  # workers that died while starting, in a row; at max_tries the pool gives up
         self._ready: deque = deque()  # started, idle actors, longest idle first
         self._starting: dict = {}  # readiness ref -> actor not yet started (may wait for a node)
         self._queue: deque[_Job] = deque()  # candidates waiting for an actor
@@ -93,6 +93,7 @@ class WorkerPool:
         try:
             ray.get(ref)
             self._ready.append(actor)
+            self.start_failures = 0  # in a row: a lost node now and then over a long run is no reason to stop
         except ray.exceptions.RayError as e:
             self.start_failures += 1
             if self.start_failures >= self.max_tries:
