@@ -155,7 +155,8 @@ def print_verdict(r: dict) -> None:
                           f"{s['baseline']['loss']:.4f}: {'pass' if got['passed'] else 'fail'}")
         return
     print(f"\n# verdict: {r['verdict']}" + (f" ({r['note']})" if r.get("note") else ""))
-    print(f"# final program" + (f" ({Path(r['run_dir']) / 'final.opt'})" if r["verdict"] == DISCOVERED else "")
+    print((f"# final program ({Path(r['run_dir']) / 'final.opt'})" if r["verdict"] == DISCOVERED
+           else "# not a result: the simplest form, which lost to the baseline")
           + f", from candidate {r['candidate']} (found at evaluation {r['found_at_evaluation']} of {r['evaluations']}):")
     print(r["final"], end="")
     print(f"# family: {r['family_text']}")

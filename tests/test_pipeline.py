@@ -49,12 +49,18 @@ def test_run_does_every_stage_and_writes_final_opt(local_ray, tmp_path, capsys):
         assert dsl.parse(steps.split("```")[1]) == final
     # a discovery never lost to the baseline on the last stage; every seed's loss is reported
     assert result["final_loss"] <= result["baseline_loss"]
+    # every function the simplification reached was scored on the last stage; the result is the
+    # simplest (the latest) that beat the baseline
+    forms = result["forms"]
+    beat = [i for i, f in enumerate(forms) if f["loss"] <= result["baseline_loss"]]
+    assert beat and dsl.parse(result["final"]) == dsl.parse(forms[beat[-1]]["program"])
     # the deciding comparison on a finer lr grid than the funnel's (geometric midpoints added)
     assert result["lr_multipliers"] == [0.3, 0.5477, 1.0]
     assert {result["final_lr_multiplier"], result["baseline_lr_multiplier"]} <= set(result["lr_multipliers"])
     assert len(result["final_seed_losses"]) == len(result["baseline_seed_losses"]) == 2
     assert result["final_loss"] == pytest.approx(sum(result["final_seed_losses"]) / 2)
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert dsl.equivalent(dsl.parse(forms[0]["program"]), dsl.parse(history[result["candidate"]]["program"]))
     assert history[result["found_at_evaluation"] - 1]["id"] == result["candidate"]
     assert all(len(h["seed_losses"]) == 2 for h in history if h["status"] == "ok")  # task.seeds: [0, 1]
     assert f"found at evaluation {result['found_at_evaluation']} of 30" in out
