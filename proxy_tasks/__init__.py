@@ -8,6 +8,7 @@
 """
 from . import xla_cache
 
+xla_cache.one_thread()  # before JAX starts its CPU backend (see xla_cache)
 xla_cache.enable()  # before anything compiles (see xla_cache)
 
 from . import digits, lm, mnist1d, synthetic  # noqa: E402,F401  (registers tasks)

@@ -1,4 +1,14 @@
-"""A compiled interpreter kept on disk (JAX's persistent compilation cache).
+"""How this process runs XLA: one thread per evaluation, and compiled interpreters kept on disk.
+
+One thread: a program's fitness is then the same number in every process (a Ray worker,
+`lionsearch eval`, a test). With XLA's thread pool the order of float reductions follows the
+number of threads, and an update that divides by a gradient's own size turns that rounding into a
+different loss (0.084 in a worker, 0.107 in a 2-thread process, for one program the search found).
+Small models gain little from more threads anyway, and workers share the cores. A user's own
+XLA_FLAGS that set the threading win. XLA reads the flags when JAX starts its CPU backend, so
+this runs when `proxy_tasks` is imported.
+
+The compilation cache (JAX's persistent compilation cache):
 
 The interpreter for one (task, size, length bucket) is the same executable in every process, so
 each Ray worker, each funnel stage and each later run can load it instead of compiling it again
@@ -18,6 +28,16 @@ import jax
 
 ENV = "LIONSEARCH_XLA_CACHE"
 MAX_BYTES = 2 ** 30  # a size limit also makes JAX lock the directory, so concurrent workers are safe
+
+
+ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def one_thread() -> None:
+    """Ask XLA for one thread per computation (see the module's docstring)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_cpu_multi_thread_eigen" not in flags and "intra_op_parallelism_threads" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {ONE_THREAD}".strip()
 
 
 def directory() -> Path | None:

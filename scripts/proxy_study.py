@@ -50,8 +50,7 @@ def families():
 def study(job):
     """One family on one proxy, over the lr sweep."""
     task, size, seeds, name = job
-    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-    import proxy_tasks
+    import proxy_tasks  # one XLA thread per process (proxy_tasks.xla_cache)
     ev = proxy_tasks.Evaluator(task, **size)
     t0 = time.time()
     runs = {k: ev.evaluate(families()[name].scale_lr(k), seeds) for k in MULTIPLIERS}

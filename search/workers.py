@@ -19,15 +19,11 @@ import ray
 
 from .record import Evaluation
 
-# Small models: one thread per worker beats XLA's thread pool fighting the other workers.
-_WORKER_ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
-
 
 @ray.remote(num_cpus=1, max_restarts=0)
 class Evaluator:
     def __init__(self, task: str, size: dict, seeds: tuple[int, ...], warm: bool = True):
-        os.environ.update(_WORKER_ENV)
-        import proxy_tasks
+        import proxy_tasks  # one XLA thread per worker (proxy_tasks.xla_cache)
         self.evaluator = proxy_tasks.Evaluator(task, **size)
         self.seeds = tuple(seeds)
         if warm:  # compile every length bucket now, so that time limits see training only

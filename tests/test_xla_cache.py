@@ -1,4 +1,5 @@
-"""The on-disk compile cache: a second process loads the interpreter the first one compiled."""
+"""How a process runs XLA: one thread, so a fitness is the same number in every process; and the
+on-disk compile cache: a second process loads the interpreter the first one compiled."""
 from __future__ import annotations
 
 import json
@@ -53,3 +54,47 @@ def test_off_leaves_the_cache_unused(tmp_path, monkeypatch):
     assert out["hits"] == 0 and out["dir"] == "None"
     monkeypatch.setenv(xla_cache.ENV, str(tmp_path / "c"))
     assert xla_cache.directory() == tmp_path / "c"
+
+
+# An update that divides by the last gradient's own size: its loss follows float rounding, so the
+# order of XLA's reductions (its thread count) shows in the fitness.
+UNSTABLE = '''
+import dsl, proxy_tasks
+p = dsl.parse("""def train(w, g, m, v, lr):
+    g2 = square(g)
+    v = interp(g2, v, 0.999)
+    sqrt_v = sqrt(v)
+    update = g / sqrt_v
+    lr = lr * 0.0008
+    update = update * lr
+    v = g2 * 1.0
+    return update, m, v
+""")
+ev = proxy_tasks.Evaluator("digits_vit", width=16, depth=1, patch=4, steps=60, batch=64)
+print(repr(ev.evaluate(p, seeds=(0, 1)).loss))
+'''
+
+
+def test_a_fitness_is_the_same_number_in_a_worker_and_in_a_plain_process(tmp_path):
+    """A Ray worker runs XLA on one thread; a plain process (`lionsearch eval`) must too, or the
+    program above scores differently there (1.2603 against 1.2557 with 2 threads)."""
+    def loss(flags: str | None) -> float:
+        env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+        env.pop("XLA_FLAGS", None)
+        if flags is not None:
+            env["XLA_FLAGS"] = flags
+        out = subprocess.run([sys.executable, "-c", UNSTABLE], env=env, cwd=tmp_path, capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return float(out.stdout.strip().splitlines()[-1])
+
+    assert loss(None) == loss(xla_cache.ONE_THREAD)
+
+
+def test_a_users_own_threading_flags_win(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true --xla_dump_to=/tmp/x")
+    xla_cache.one_thread()
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=true --xla_dump_to=/tmp/x"
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+    xla_cache.one_thread()
+    assert os.environ["XLA_FLAGS"] == f"--xla_dump_to=/tmp/x {xla_cache.ONE_THREAD}"
