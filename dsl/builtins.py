@@ -23,8 +23,13 @@ def load(name_or_path: str | Path, **hyper: float) -> Program:
         text, label = (_DIR / f"{name}.opt").read_text(), name
     elif path.suffix == ".opt" or path.exists():
         if not path.is_file():
-            raise ProgramError(f"{path}: no such program file")
-        text, label = path.read_text(), str(path)
+            raise ProgramError(f"{path}: " + ("a folder, not a program file" if path.is_dir() else "no such program file"))
+        try:
+            text, label = path.read_text(encoding="utf-8"), str(path)
+        except UnicodeDecodeError as e:
+            raise ProgramError(f"{path}: not UTF-8 text (byte {e.start})") from None
+        except OSError as e:
+            raise ProgramError(f"{path}: cannot be read ({e.strerror})") from None
     else:
         raise ProgramError(f"unknown program {name!r}: not a built-in ({', '.join(builtin_names())}) "
                            "and not an .opt file")

@@ -68,7 +68,8 @@ def _number(line: _Line) -> float:
     _, text, col = line.take("number", expected="a number")
     x = sign * float(text)
     if not math.isfinite(x):
-        raise ProgramError(f"number {text} is out of range", line.lineno, col)
+        shown = text if len(text) <= 40 else f"{text[:20]}...{text[-10:]} ({len(text)} characters)"
+        raise ProgramError(f"number {shown} is out of range", line.lineno, col)
     return x
 
 
@@ -153,7 +154,10 @@ def parse(text: str, name: str = "") -> Program:
     """Parse program text into a `Program`; malformed text raises ProgramError(line, column, why)."""
     if not isinstance(text, str):
         raise ProgramError(f"program text must be a str, got {type(text).__name__}")
-    lines = [(n, t) for n, t in enumerate(text.splitlines(), 1) if t.strip() and not t.strip().startswith("#")]
+    # lines end at \n, \r\n or \r only, as an editor counts them (str.splitlines also breaks at
+    # U+2028 and other separators, which would shift every line number after one)
+    rows = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = [(n, t) for n, t in enumerate(rows, 1) if t.strip() and not t.strip().startswith("#")]
     if not lines:
         raise ProgramError("empty program: expected 'def train(w, g, m, v, lr):'", 1, 1)
     n, t = lines[0]

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 import dsl
@@ -247,9 +249,16 @@ def cmd_export(args) -> int:
     if args.output:
         out_file("export", "--output", args.output)
     try:
-        src = export(inspect.load_program(args.program, args.id), args.to, name=args.name)
+        p = inspect.load_program(args.program, args.id)
+        src = export(p, args.to, name=args.name)
     except (inspect.InspectError, RunDirError, ExportError, dsl.ProgramError) as e:
         raise _fail("export", e) from None
+    big = float(np.finfo(np.float32).max)  # the exported code computes in float32, as the search did
+    for s in p.inline_params().statements:
+        for a in s.args:
+            if isinstance(a, float) and abs(a) > big:
+                print(f"lionsearch export: warning: the constant {a!r} in `{dsl.text.statement_text(s)}` is beyond "
+                      f"float32's range and becomes {'-' if a < 0 else ''}inf in the exported code", file=sys.stderr)
     if args.output:
         write_out(Path(args.output), src)
         print(f"wrote {args.to} source: {args.output}")
