@@ -282,3 +282,41 @@ def test_resume_evaluations_can_shrink_to_what_is_done(run, tmp_path, tiny_confi
 def test_evaluations_below_one_is_one_line(tiny_config, tmp_path, capsys):
     msg = fails(["search", str(tiny_config), "--run-dir", str(tmp_path / "r"), "--evaluations", "0"], capsys)
     assert msg == "lionsearch search: --evaluations 0: expected 1 or more"
+
+
+# ---- program files: encoding, line breaks, huge literals, constants beyond float32 ---------------
+GOOD = "def train(w, g, m, v, lr):\n    update = g * lr\n    return update, m, v\n"
+
+
+@pytest.mark.parametrize("name, content, expected", [
+    ("latin1.opt", GOOD.replace("g * lr", "g \xff* lr").encode("latin-1"), "latin1.opt: not UTF-8 text (byte 42)"),
+    ("sep.opt", GOOD.replace("update = g", "m = interp(g, m, 0.9)\u2028    update = g").encode(),
+     "sep.opt: line 2, column 26: unexpected character '\\u2028'"),  # an editor's line 2, not 3
+    ("huge.opt", GOOD.replace("g * lr", "g * " + "9" * 400).encode(),
+     "huge.opt: line 2, column 18: number 99999999999999999999...9999999999 (400 characters) is out of range"),
+])
+def test_a_bad_program_file_is_one_line_with_the_editors_line(name, content, expected, tmp_path, capsys):
+    (tmp_path / name).write_bytes(content)
+    assert fails(["show", str(tmp_path / name)], capsys) == f"lionsearch: {tmp_path / name}: " + expected.split(": ", 1)[1]
+
+
+def test_a_folder_given_as_a_program_is_named_so(tmp_path, capsys):
+    (tmp_path / "d.opt").mkdir()
+    assert fails(["show", str(tmp_path / "d.opt")], capsys) == f"lionsearch: {tmp_path / 'd.opt'}: a folder, not a program file"
+
+
+def test_windows_and_old_mac_line_ends_parse(tmp_path, capsys):
+    for end in ("\r\n", "\r"):
+        (tmp_path / "p.opt").write_bytes(GOOD.replace("\n", end).encode())
+        assert cli.main(["show", str(tmp_path / "p.opt")]) == 0
+        assert "update = g * lr" in capsys.readouterr().out
+
+
+def test_exporting_a_constant_beyond_float32_warns(tmp_path, capsys):
+    (tmp_path / "big.opt").write_text(GOOD.replace("g * lr", "g * 1e308"))
+    assert cli.main(["export", str(tmp_path / "big.opt"), "--to", "optax", "-o", str(tmp_path / "big.py")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the constant 1e+308 in `update = g * 1e+308` is beyond float32's range and becomes inf" in err
+    (tmp_path / "ok.opt").write_text(GOOD)
+    assert cli.main(["export", str(tmp_path / "ok.opt"), "--to", "pytorch", "-o", str(tmp_path / "ok.py")]) == 0
+    assert "warning" not in capsys.readouterr().err
