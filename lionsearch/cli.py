@@ -211,6 +211,8 @@ def add_simplify_parser(sub) -> None:
                     help="score each ablation on the first K seeds first; only those not clearly worse on all")
     sp.add_argument("--max-trainings", type=int,
                     help="stop the ablation after this many trainings of one seed (a count, not a clock)")
+    sp.add_argument("--tune-trainings", type=int, default=0, metavar="N",
+                    help="then tune the result's constants, for at most N trainings of one seed (default 0: no tuning)")
     sp.add_argument("--out", help="write the result here (default for a run: RUN/simplified.opt)")
     sp.set_defaults(func=cmd_simplify)
 
@@ -233,7 +235,8 @@ def cmd_simplify(args) -> int:
     try:
         steps = simplify_steps(p, task=args.task, tolerance=args.tolerance, seeds=tuple(args.seeds),
                                size=size, log=show, lr_multipliers=tuple(args.lr_multipliers),
-                               max_trainings=args.max_trainings, screen_seeds=args.screen_seeds)
+                               max_trainings=args.max_trainings, screen_seeds=args.screen_seeds,
+                               tune_trainings=args.tune_trainings)
     except ValueError as e:
         raise SystemExit(f"lionsearch simplify: {e}") from None
     final = steps[-1].program
@@ -264,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import signal
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `lionsearch show RUN | head` ends quietly
+    # SIGTERM (a scheduler's, `kill`'s) stops a run as Ctrl-C does: the history is already on disk,
+    # the lock is released and Ray is shut down at exit, so no process of the run is left behind
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # (and again once Ray is up: connect_ray)
     args = build_parser().parse_args(argv)
     from search.rundir import RunDirError
     from search.workers import WorkerError

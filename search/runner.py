@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
+import threading
 from pathlib import Path
 
 import ray
@@ -36,6 +38,10 @@ def connect_ray(cfg: RayConfig) -> None:
     else:
         # address="local": always a new local instance, even where another cluster runs here
         ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=False)
+    if threading.current_thread() is threading.main_thread():
+        # Ray's driver answers SIGTERM with a C++ stack dump and no clean-up; stop as on Ctrl-C
+        # instead (KeyboardInterrupt): the history is on disk, and Ray is shut down at exit
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def run_search(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> dict:

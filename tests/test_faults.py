@@ -320,3 +320,65 @@ def test_exporting_a_constant_beyond_float32_warns(tmp_path, capsys):
     (tmp_path / "ok.opt").write_text(GOOD)
     assert cli.main(["export", str(tmp_path / "ok.opt"), "--to", "pytorch", "-o", str(tmp_path / "ok.py")]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+# ---- signals: SIGTERM stops a run as Ctrl-C does, and leaves no process behind ---------------------
+def _descendants(pid: int) -> set[int]:
+    """Processes under `pid`, from /proc (parent links)."""
+    parents = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parents[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, pp in parents.items() if pp in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pids) -> set[int]:
+    out = set()
+    for p in pids:
+        try:
+            state = (Path("/proc") / str(p) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            out.add(p)
+    return out
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_search_cleanly_and_leaves_no_process(local_ray, tmp_path):
+    import signal
+    import time
+    cfg = {**TINY, "search": {**TINY["search"], "evaluations": 100_000}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "lionsearch", "search", str(tmp_path / "c.yaml"), "--run-dir",
+                             str(run_dir), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).parent.parent)
+    deadline = time.monotonic() + 240
+    history = run_dir / "history.jsonl"
+    while not (history.exists() and len(history.read_text().splitlines()) >= 3):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.5)
+    children = _descendants(proc.pid)
+    assert children  # Ray's processes
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "SIGTERM received" not in err, err
+    assert f"interrupted; continue with --run-dir {run_dir} --resume" in err
+    for _ in range(60):
+        if not _alive(children):
+            break
+        time.sleep(0.5)
+    assert not _alive(children), [Path(f"/proc/{p}/cmdline").read_text()[:80] for p in _alive(children)]
+    n = len(history.read_text().splitlines())
+    assert cli.main(["search", str(tmp_path / "c.yaml"), "--run-dir", str(run_dir), "--resume",
+                     "--evaluations", str(n + 2), "--no-progress"]) == 0
+    assert len(history.read_text().splitlines()) == n + 2  # the lock was released, nothing was lost
