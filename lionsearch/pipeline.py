@@ -39,10 +39,13 @@ class SimplifyConfig:
     lr_multipliers: tuple[float, ...] = (0.5, 1.0, 2.0)  # each candidate is scored at its best lr
     max_trainings: int | None = None  # a bound on the ablation's compute, in trainings of one seed (None: none)
     screen_seeds: int = 0  # each ablation first on this many of the seeds (0: no screen)
+    tune_trainings: int = 0  # a bound on constant tuning, the last step, in trainings of one seed (0: no tuning)
 
     def __post_init__(self):
         if not self.lr_multipliers or min(self.lr_multipliers) <= 0:
             raise ValueError("lr_multipliers: positive numbers are needed")
+        if self.tune_trainings < 0:
+            raise ValueError(f"tune_trainings: must be >= 0 (0: no tuning), got {self.tune_trainings}")
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ def _pipeline(cfg: PipelineConfig, run_dir: Path, resume: bool, progress: bool, 
                                lr_multipliers=cfg.simplify.lr_multipliers, scorer=split.loss,
                                max_trainings=cfg.simplify.max_trainings, screen_seeds=cfg.simplify.screen_seeds,
                                screener=lambda q: split.loss(q, check.seeds[:cfg.simplify.screen_seeds]),
+                               tune_trainings=cfg.simplify.tune_trainings,
                                log=lambda s: log(f"- {s.what}: {len(s.program)} statements"
                                                  + ("" if s.loss is None else f" [loss {s.loss:.4f}]")))
     finally:

@@ -11,7 +11,13 @@
    goes on past a winning end of the grid), stays within `tolerance` (relative) of the input's
    loss at its best lr; then the exact rewrites again. The reference stays fixed: the lowest of
    a run of noisy losses drifts low, and a bar that followed it would reject, by luck, steps
-   that cost nothing.
+   that cost nothing;
+4. with a check task and `tune_trainings`: each constant of the result tuned, as a researcher
+   tunes a new optimizer's hyper-parameters (an ablation keeps a constant found for the program
+   it was in: `m / |g|` with momentum 0.1 becomes `sign(m)` with momentum 0.1, which wants 0.5).
+   An interp weight is tried along `WEIGHT_LADDER`, any other constant at `FACTORS` times its
+   value (an lr scale is left to the lr sweep); the best value, each at its best lr, is kept where
+   the loss falls by more than the tolerance, the margin within which two programs count as equal.
 Deterministic for given seeds.
 """
 from __future__ import annotations
@@ -31,6 +37,10 @@ EXTEND = 3  # extra lr-sweep steps past a grid end that keeps winning
 # within the tolerance plus this of the current program's loss on the same seeds (a paired
 # comparison: the seeds' own difficulty cancels, so a few seeds tell a clearly worse candidate).
 SCREEN_MARGIN = 0.10
+# Where constant tuning moves an interp weight a (`interp(x, y, a) = (1 - a) x + a y`): decades of
+# 1 - a, as averaging constants are usually set; any other constant moves by these factors.
+WEIGHT_LADDER = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99, 0.995, 0.999)
+FACTORS = (0.25, 0.5, 2.0, 4.0)
 
 
 @dataclass(frozen=True)
@@ -85,12 +95,32 @@ def _ablations(p: Program):
                         yield f"round {a!r} to {r!r} in `{statement_text(s)}`", q
 
 
+def _constants(p: Program) -> list[tuple[int, int]]:
+    """(statement, argument) of each constant worth tuning: not in a statement that reads `lr`
+    (an lr scale, which the lr sweep moves)."""
+    return [(i, j) for i, s in enumerate(p.statements) if "lr" not in s.args
+            for j, a in enumerate(s.args) if isinstance(a, float)]
+
+
+def _retuned(p: Program, i: int, j: int) -> list[tuple[float, Program]]:
+    """Program `p` with constant j of statement i at each other value tuning tries."""
+    s = p.statements[i]
+    a = s.args[j]
+    if s.op == "interp" and j == 2 and 0 <= a < 1:
+        values = [x for x in WEIGHT_LADDER if x != a]
+    else:
+        values = list(dict.fromkeys(float(f"{a * f:.2g}") for f in FACTORS))
+    out = [(x, with_statement(p, i, dsl.Statement(s.out, s.op, s.args[:j] + (x,) + s.args[j + 1:])))
+           for x in values]
+    return [(x, q) for x, q in out if q is not None and dsl.check(q)]
+
+
 def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01, seeds: Sequence[int] = (0,),
                    size: dict | None = None, log: Callable[[Step], None] | None = None,
                    lr_multipliers: Sequence[float] = (1.0,),
                    scorer: Callable[[Program], float] | None = None,
                    max_trainings: int | None = None, screen_seeds: int = 0,
-                   screener: Callable[[Program], float] | None = None) -> list[Step]:
+                   screener: Callable[[Program], float] | None = None, tune_trainings: int = 0) -> list[Step]:
     """Every accepted step, the first being the input. `task` (a proxy task name) turns on the
     ablation step; without one only exact, function-preserving steps are taken. Each program on
     the task is scored at its best of `lr_multipliers` (a simpler program may want another lr,
@@ -102,7 +132,9 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
     the program reached so far goes on to the last exact steps. With
     `screen_seeds` k, each ablation is first scored on the first k seeds (by `screener`, or in
     this process) and fully checked only where that screen does not show it clearly worse
-    (`SCREEN_MARGIN`): most ablations fail, and a screen costs k / len(seeds) of a check."""
+    (`SCREEN_MARGIN`): most ablations fail, and a screen costs k / len(seeds) of a check.
+    `tune_trainings` (0: no tuning) bounds the last step, constant tuning, the same way; with a
+    screen, each constant's values are compared on the screen's seeds and the best one checked."""
     if task is not None and scorer is None:
         import proxy_tasks
         evaluator = proxy_tasks.Evaluator(task, **(size or {}))
@@ -152,6 +184,28 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
         if log:
             log(steps[-1])
 
+    def _tune(q: Program, current: float, budget: int, tolerance: float) -> Program:
+        """Step 4 (see the module's docstring), from `q` at loss `current`."""
+        from dsl.text import statement_text
+        start = spent
+        for n in range(len(_constants(q))):  # an lr found on the way is a new first statement: count, not index
+            i, j = _constants(q)[n]
+            if spent - start >= budget:
+                take(f"stop tuning: {spent - start} trainings spent (budget {budget})", q, current)
+                break
+            options = _retuned(q, i, j)
+            if not options:
+                continue
+            rank = (lambda r: tuned(r, loss=screen_loss)[0]) if screen_seeds else (lambda r: tuned(r)[0])
+            x, r = min(options, key=lambda o: rank(o[1]))
+            value, r, k = tuned(r)
+            if value < current / (1 + tolerance):
+                s = q.statements[i]
+                take(f"tune `{statement_text(s)}`: {s.args[j]!r} -> {x!r}" + ("" if k == 1.0 else f" (lr x{k:g})"),
+                     r, value)
+                q, current = r, value
+        return exact_simplify(q, log=lambda w, x: take(w, x, current))
+
     p = p.inline_params()
     if task is None:
         take("input", p)
@@ -188,6 +242,8 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
                     take(what + ("" if k == 1.0 else f" (lr x{k:g})"), r, value)
                     q, changed = exact_simplify(r, log=lambda w, x: take(w, x, value)), True
                     break
+        if tune_trainings:
+            q = _tune(q, steps[-1].loss, tune_trainings, tolerance)
     final = canonical(q)
     if final != q:
         take("rename temporaries", final, steps[-1].loss)

@@ -102,6 +102,9 @@ def test_simplify_lr_multipliers_are_checked(tmp_path):
     f.write_text("simplify: {lr_multipliers: [0, 1]}\n")
     with pytest.raises(SystemExit, match=r"bad.yaml: simplify.lr_multipliers: positive numbers are needed"):
         main(["run", str(f)])
+    f.write_text("simplify: {tune_trainings: -5}\n")
+    with pytest.raises(SystemExit, match=r"bad.yaml: simplify.tune_trainings: must be >= 0 .0: no tuning., got -5"):
+        main(["run", str(f)])
 
 
 def test_choose_takes_the_candidate_that_went_furthest():

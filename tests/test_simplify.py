@@ -376,3 +376,64 @@ def test_a_screen_on_few_seeds_spares_full_checks_and_keeps_the_result():
     for s in steps[1:]:
         assert s.loss is None or s.loss <= first * 1.02 + 1e-9 or s.what.startswith("tune the lr")
     assert len(steps[-1].program) <= len(p) and dsl.check(steps[-1].program)
+
+
+TUNE_SIZE = {"steps": 40, "batch": 32, "n_train": 256, "n_val": 128}
+
+
+def test_tuning_moves_a_constant_that_helps_and_says_so():
+    """An lr scale hidden outside an lr statement (far too small here) and a momentum that averages
+    over a thousand steps: tuning moves them (the lr sweep is off: one multiplier; the ablation is
+    off: no trainings for it)."""
+    p = prog("""
+        m = interp(g, m, 0.999)
+        t = m * 0.1
+        update = t * lr
+    """)
+    off = simplify_steps(p, task="logreg", tolerance=0.05, size=TUNE_SIZE, max_trainings=0)
+    on = simplify_steps(p, task="logreg", tolerance=0.05, size=TUNE_SIZE, max_trainings=0, tune_trainings=1000)
+    assert not any(s.what.startswith("tune") for s in off)
+    tunes = [s for s in on if s.what.startswith("tune `")]
+    assert tunes and tunes[-1].loss < off[-1].loss / 1.05
+    assert "0.999 -> " in tunes[0].what
+    consts = {a for s in on[-1].program.statements for a in s.args if isinstance(a, float)}
+    assert 0.999 not in consts
+    assert on[-1].loss is None or on[-1].loss == tunes[-1].loss
+
+
+def test_tuning_keeps_a_constant_where_no_value_is_clearly_better():
+    """Within the tolerance two programs count as equal: with a 1000% tolerance nothing moves,
+    although the trainings were spent."""
+    p = prog("""
+        m = interp(g, m, 0.9)
+        t = sign(m)
+        update = t * lr
+    """)
+    steps = simplify_steps(p, task="logreg", tolerance=10.0, size=TUNE_SIZE, max_trainings=0, tune_trainings=1000,
+                           lr_multipliers=(0.5, 1.0, 2.0))
+    assert not any(s.what.startswith("tune `") for s in steps)
+    assert dsl.equivalent(steps[-1].program, steps[1].program if len(steps) > 1 else p)
+
+
+def test_tuning_stops_at_its_budget():
+    p = prog("""
+        m = interp(g, m, 0.999)
+        t = m * 0.0001
+        update = t * lr
+    """)
+    steps = simplify_steps(p, task="logreg", tolerance=0.05, size=TUNE_SIZE, max_trainings=0, tune_trainings=1)
+    assert steps[-1].what.startswith("stop tuning: ") or any(s.what.startswith("stop tuning: ") for s in steps)
+    assert len([s for s in steps if s.what.startswith("tune `")]) <= 1
+
+
+def test_an_lr_scale_and_a_non_weight_constant_are_tuned_their_own_way():
+    from simplify import FACTORS, WEIGHT_LADDER, _constants, _retuned
+    p = prog("""
+        m = interp(g, m, 0.9)
+        t = m * 0.01
+        lr = lr * 0.001
+        update = t * lr
+    """)
+    assert _constants(p) == [(0, 2), (1, 1)]  # the lr scale is the lr sweep's
+    assert [x for x, _ in _retuned(p, 0, 2)] == [x for x in WEIGHT_LADDER if x != 0.9]
+    assert [x for x, _ in _retuned(p, 1, 1)] == [0.01 * f for f in FACTORS]
