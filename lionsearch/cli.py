@@ -218,8 +218,12 @@ def add_simplify_parser(sub) -> None:
 
 
 def cmd_simplify(args) -> int:
-    from simplify import simplify_steps
+    from simplify import check_size, simplify_steps
     p = load_program(args.program)
+    try:
+        check_size(p)
+    except ValueError as e:
+        raise SystemExit(f"lionsearch simplify: {e}") from None
     size = dict(args.set or [])
     if args.task:
         check_tasks("simplify", [args.task], size)

@@ -25,7 +25,7 @@ from search.rundir import RunDir
 from search.runner import run_search
 from search.workers import SeedSplit
 from selection.funnel import FunnelConfig, Stage, _jsonable, provenance, run_funnel, tune_on_stage
-from simplify import simplify_steps
+from simplify import MAX_STATEMENTS, simplify_steps
 from simplify.rewrite import exact_simplify
 
 DISCOVERED, NOTHING = "discovered", "no candidate generalized"
@@ -52,6 +52,12 @@ class SimplifyConfig:
 class PipelineConfig(RunConfig):
     funnel: FunnelConfig = field(default_factory=lambda: FunnelConfig(stages=(Stage("A", TaskConfig()),)))
     simplify: SimplifyConfig = SimplifyConfig()
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.search.mutation.max_statements > MAX_STATEMENTS:  # the survivor must be simplifiable
+            raise ValueError(f"search.mutation.max_statements: at most {MAX_STATEMENTS} for the whole method "
+                             f"(the longest program simplification takes), got {self.search.mutation.max_statements}")
 
 
 def load_pipeline(path: str | Path) -> PipelineConfig:

@@ -41,6 +41,10 @@ SCREEN_MARGIN = 0.10
 # 1 - a, as averaging constants are usually set; any other constant moves by these factors.
 WEIGHT_LADDER = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99, 0.995, 0.999)
 FACTORS = (0.25, 0.5, 2.0, 4.0)
+# The longest program simplified: a search's programs have tens of statements, and the exact
+# rewrites grow with about the cube of the length (a chain of 60 statements: 24 s; of 200: more
+# than 5 minutes).
+MAX_STATEMENTS = 100
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,13 @@ def _retuned(p: Program, i: int, j: int) -> list[tuple[float, Program]]:
     return [(x, q) for x, q in out if q is not None and dsl.check(q)]
 
 
+def check_size(p: Program) -> None:
+    """ValueError for a program longer than simplification takes (`MAX_STATEMENTS`)."""
+    live = len(dsl.strip_dead_code(p.inline_params()))
+    if live > MAX_STATEMENTS:
+        raise ValueError(f"the program has {live} live statements; simplification takes at most {MAX_STATEMENTS}")
+
+
 def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01, seeds: Sequence[int] = (0,),
                    size: dict | None = None, log: Callable[[Step], None] | None = None,
                    lr_multipliers: Sequence[float] = (1.0,),
@@ -135,6 +146,7 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
     (`SCREEN_MARGIN`): most ablations fail, and a screen costs k / len(seeds) of a check.
     `tune_trainings` (0: no tuning) bounds the last step, constant tuning, the same way; with a
     screen, each constant's values are compared on the screen's seeds and the best one checked."""
+    check_size(p)
     if task is not None and scorer is None:
         import proxy_tasks
         evaluator = proxy_tasks.Evaluator(task, **(size or {}))
@@ -256,4 +268,4 @@ def simplify(p: Program, task: str | None = None, *args, **kwargs) -> Program:
     return simplify_steps(p, task, *args, **kwargs)[-1].program
 
 
-__all__ = ["Step", "simplify", "simplify_steps"]
+__all__ = ["MAX_STATEMENTS", "Step", "check_size", "simplify", "simplify_steps"]

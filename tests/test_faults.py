@@ -382,3 +382,21 @@ def test_sigterm_stops_a_search_cleanly_and_leaves_no_process(local_ray, tmp_pat
     assert cli.main(["search", str(tmp_path / "c.yaml"), "--run-dir", str(run_dir), "--resume",
                      "--evaluations", str(n + 2), "--no-progress"]) == 0
     assert len(history.read_text().splitlines()) == n + 2  # the lock was released, nothing was lost
+
+
+def test_simplify_refuses_a_program_longer_than_it_takes_before_any_work(tmp_path, capsys):
+    from simplify import MAX_STATEMENTS
+    n = MAX_STATEMENTS + 1
+    body = ["    t0 = g * 1.0"] + [f"    t{i} = t{i - 1} * 1.0001" for i in range(1, n - 1)]
+    (tmp_path / "long.opt").write_text("def train(w, g, m, v, lr):\n" + "\n".join(body)
+                                       + f"\n    update = t{n - 2} * lr\n    return update, m, v\n")
+    assert fails(["simplify", str(tmp_path / "long.opt")], capsys) == \
+        f"lionsearch simplify: the program has {n} live statements; simplification takes at most {MAX_STATEMENTS}"
+
+
+def test_a_whole_method_config_whose_programs_could_not_be_simplified_is_refused(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("search: {mutation: {max_statements: 500}}\n")
+    msg = fails(["run", str(tmp_path / "c.yaml"), "--run-dir", str(tmp_path / "run")], capsys)
+    assert msg.endswith("c.yaml: search.mutation.max_statements: at most 100 for the whole method "
+                        "(the longest program simplification takes), got 500")
+    assert not (tmp_path / "run").exists()
