@@ -20,8 +20,8 @@ def knob(text: str):
     try:
         return key.strip(), yaml.safe_load(value)
     except yaml.YAMLError as e:
-        why = str(getattr(e, "problem", None) or "not valid YAML")
-        raise argparse.ArgumentTypeError(f"{key.strip()}: cannot read the value {value[:40]!r} ({why})") from None
+        from search.config import yaml_why
+        raise argparse.ArgumentTypeError(f"{key.strip()}: cannot read the value {value[:40]!r} ({yaml_why(e)})") from None
 
 
 def seed(text: str) -> int:

@@ -20,6 +20,7 @@ import dsl
 from dsl.export import TARGETS, ExportError, export
 
 from search import inspect
+from search.config import yaml_why
 from search.rundir import RunDir, RunDirError, repair_history
 
 
@@ -92,10 +93,7 @@ def run_config(cmd: str, run: str | Path) -> dict:
     except UnicodeDecodeError:
         raise SystemExit(f"lionsearch {cmd}: {f}: not UTF-8 text") from None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise SystemExit(f"lionsearch {cmd}: {f}: not valid YAML{where}: "
-                         f"{getattr(e, 'problem', None) or 'cannot be read'}") from None
+        raise SystemExit(f"lionsearch {cmd}: {f}: not valid YAML: {yaml_why(e)}") from None
     if not isinstance(cfg, dict) or not isinstance(cfg.get("task", {}), (dict, type(None))):
         raise SystemExit(f"lionsearch {cmd}: {f}: expected a mapping of settings (task, search, ...), "
                          f"got {str(cfg)[:40]!r}")

@@ -36,6 +36,13 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def yaml_why(e: yaml.YAMLError) -> str:
+    """A YAML error in one line: where (line and column) and what."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + str(getattr(e, "problem", None) or "cannot be read")
+
+
 def _values(x, memo: dict) -> int:
     """How many values `x` holds once its aliases are expanded (shared objects counted per use)."""
     if id(x) not in memo:
@@ -204,7 +211,7 @@ def load_config(path: str | Path, cls=RunConfig):
     except OSError as e:
         raise ConfigError(f"{path}: cannot be read ({e.strerror})") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raise ConfigError(f"{path}: not valid YAML: {yaml_why(e)}") from None
     if data is None:
         raise ConfigError(f"{path}: empty; a config names at least its task (see configs/quick.yaml)")
     if _values(data, {}) > MAX_VALUES:

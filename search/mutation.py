@@ -33,9 +33,11 @@ class MutationConfig:
         w = (self.insert, self.delete, self.modify)
         if min(w) < 0 or sum(w) <= 0:
             raise ValueError("mutation weights must be >= 0 and not all 0")
-        if self.max_statements < 1 or self.max_tries < 1 or not 0 <= self.constant_prob <= 1:
-            raise ValueError(f"max_statements and max_tries must be at least 1 and constant_prob between 0 and 1, "
-                             f"got {self.max_statements}, {self.max_tries} and {self.constant_prob}")
+        for key in ("max_statements", "max_tries"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key}: must be at least 1, got {getattr(self, key)}")
+        if not 0 <= self.constant_prob <= 1:
+            raise ValueError(f"constant_prob: must be between 0 and 1, got {self.constant_prob}")
         unknown = [o for o in self.ops if o not in dsl.OPS]
         if unknown:
             raise ValueError(f"ops: unknown op {unknown[0]!r} (see `lionsearch ops`)")

@@ -94,6 +94,50 @@ def read_only(monkeypatch):
         path.chmod(0o755)
 
 
+# ---- config files: every value checked before any work, each error one line naming the key ----------
+BOMB = "a: &a [1,1,1,1,1,1,1,1,1,1]\n" + "".join(
+    f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n" for p, n in zip("abc", "bcd")) + "seed: [" + ", ".join(["*d"] * 10) + "]\n"
+BAD_CONFIGS = [
+    ("", "empty; a config names at least its task"),
+    ("seed: 1\nseed: 2\n", "not valid YAML: line 2, column 1: key 'seed' is given twice"),
+    ("seed: !!python/object/apply:os.system [echo]\n", "not valid YAML: line 1, column 7: could not determine a constructor"),
+    (BOMB, "its aliases expand to more than 10000 values"),
+    ("search: {timeout_s: .inf}\n", "search.timeout_s: expected a finite number, got inf"),
+    ("search: {timeout_s: .nan}\n", "search.timeout_s: expected a finite number, got nan"),
+    ("search: {population: 1e20}\n", "search.population: expected int, got '1e20'"),
+    ("search: {population: ten}\n", "search.population: expected int, got 'ten'"),
+    ("search: {populaton: 10}\n", "search: unknown key 'populaton' (valid keys: population,"),
+    ("search: {mutation: {insert: .nan}}\n", "search.mutation.insert: expected a finite number, got nan"),
+    ("search: {mutation: {max_statements: -1}}\n", "search.mutation.max_statements: must be at least 1, got -1"),
+    ("search: {mutation: {max_tries: 0}}\n", "search.mutation.max_tries: must be at least 1, got 0"),
+    ("search: {mutation: {constant_prob: -3}}\n", "search.mutation.constant_prob: must be between 0 and 1, got -3.0"),
+    ("search: {restart_after: -5}\n", "search.restart_after: expected 0 (never) or more, got -5"),
+    ("search: {warm_start: nosuch}\n", "search.warm_start: unknown program 'nosuch'"),
+    ("seed: -1\n", "seed: expected 0 or more, got -1"),
+    ("ray: {workers: 0}\n", "ray: workers and num_cpus must be at least 1, got 0 and None"),
+    ("ray: {num_cpus: 0}\n", "ray: workers and num_cpus must be at least 1, got 2 and 0"),
+    ("task: {name: nosuch}\n", "task.name: unknown task 'nosuch' (registered: char_lm,"),
+    ("task: {name: logreg, size: {stepz: 3}}\n", "task.size: task 'logreg': unknown knob(s) 'stepz'"),
+]
+
+
+@pytest.mark.parametrize("text, expected", BAD_CONFIGS)
+def test_a_bad_config_is_one_line_naming_the_key_before_any_work(text, expected, tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text(text)
+    msg = fails(["search", str(tmp_path / "c.yaml"), "--run-dir", str(tmp_path / "run")], capsys)
+    assert msg.startswith(f"lionsearch search: {tmp_path / 'c.yaml'}: {expected}"), msg
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_config_that_is_not_text_or_not_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "latin.yaml").write_bytes(b"seed: \xff\n")
+    (tmp_path / "dir.yaml").mkdir()
+    for name, expected in [("latin.yaml", "not UTF-8 text (byte 6)"), ("dir.yaml", "a directory, not a config file"),
+                           ("none.yaml", "no such config file")]:
+        msg = fails(["search", str(tmp_path / name), "--run-dir", str(tmp_path / "run")], capsys)
+        assert msg == f"lionsearch search: {tmp_path / name}: {expected}"
+
+
 # ---- knobs: --set values, task sizes, config sizes ------------------------------------------------
 
 BAD_SETS = [("steps={a: 1", "steps"), ("steps=!!python/object:os.system x", "steps"), ("steps=.inf", "'steps'"),
@@ -225,7 +269,7 @@ def test_read_only_outputs_of_simplify_and_plot_are_refused_up_front(run, tmp_pa
 
 # ---- run directories: broken config.yaml, empty or damaged history ------------------------------
 
-@pytest.mark.parametrize("text,expected", [("task: {name: [\n", "not valid YAML (line 2)"),
+@pytest.mark.parametrize("text,expected", [("task: {name: [\n", "not valid YAML: line 2, column "),
                                            ("[1, 2]\n", "expected a mapping of settings"),
                                            ("", "expected a mapping of settings"),
                                            ("task: 5\n", "expected a mapping of settings")])
