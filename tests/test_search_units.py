@@ -171,7 +171,7 @@ def test_mutation_can_be_restricted_to_some_ops():
     ("search: {timeout_s: .nan}", "search.timeout_s: expected a finite number, got nan"),
     ("search: {restart_after: -5}", "search.restart_after: expected 0 (never) or more, got -5"),
     ("seed: -1", "seed: expected 0 or more, got -1"),
-    ("search: {mutation: {constant_prob: -3}}", "constant_prob between 0 and 1"),
+    ("search: {mutation: {constant_prob: -3}}", "constant_prob: must be between 0 and 1"),
     ("task: {name: logreg, seeds: [-1]}", "task.seeds: at least one seed, none negative"),
     ("a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(  # an alias bomb: 10^6 values from 7 lines
         f"{b}: &{b} [{', '.join([f'*{a}'] * 10)}]\n" for a, b in zip("abcde", "bcdef")) + "seed: *f\n",
