@@ -88,6 +88,7 @@ def test_shipped_quickstart_config_loads():
     cfg = load_pipeline(Path(__file__).parent.parent / "configs" / "quickstart.yaml")
     assert cfg.task.name == "digits_vit" and [s.name for s in cfg.funnel.stages] == ["A", "B", "C"]
     assert cfg.search.warm_start == "adamw_warmstart"
+    assert cfg.simplify.tune_trainings == 600 and cfg.simplify.max_trainings == 1200
 
 
 def test_pipeline_config_errors_name_the_key(tmp_path):

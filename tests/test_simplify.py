@@ -437,3 +437,15 @@ def test_an_lr_scale_and_a_non_weight_constant_are_tuned_their_own_way():
     assert _constants(p) == [(0, 2), (1, 1)]  # the lr scale is the lr sweep's
     assert [x for x, _ in _retuned(p, 0, 2)] == [x for x in WEIGHT_LADDER if x != 0.9]
     assert [x for x, _ in _retuned(p, 1, 1)] == [0.01 * f for f in FACTORS]
+
+
+def test_the_cli_tunes_with_tune_trainings(tmp_path, capsys):
+    from lionsearch.cli import main
+    (tmp_path / "p.opt").write_text("def train(w, g, m, v, lr):\n    m = interp(g, m, 0.999)\n    t = m * 0.1\n"
+                                    "    update = t * lr\n    return update, m, v\n")
+    argv = ["simplify", str(tmp_path / "p.opt"), "--task", "logreg", "--tolerance", "0.05", "--max-trainings", "0",
+            *sum((["--set", f"{k}={v}"] for k, v in TUNE_SIZE.items()), [])]
+    assert main(argv) == 0
+    assert "- tune `" not in capsys.readouterr().out
+    assert main(argv + ["--tune-trainings", "1000"]) == 0
+    assert "- tune `m = interp(g, m, 0.999)`: 0.999 -> " in capsys.readouterr().out
