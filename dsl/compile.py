@@ -1,6 +1,7 @@
 """Compile a program to JAX: an update function over pytrees, and an optax GradientTransformation."""
 from __future__ import annotations
 
+import inspect
 from typing import NamedTuple
 
 import jax
@@ -9,20 +10,23 @@ import optax
 
 from .analysis import state_slots, strip_dead_code
 from .execute import run
-from .program import Program
+from .program import Program, ProgramError
 
 
-def tree_update(p: Program, params, grads, m, v, lr, step):
+def tree_update(p: Program, params, grads, m, v, lr, step, hyper=None):
     """One step of `p` on every leaf of a pytree (reductions are per leaf).
 
     `m`/`v` are pytrees like `params`, or None for a slot the program keeps no state in (it then
     reads zeros). Returns (update, m, v) with the same convention; apply `params - update`.
+    The tree is any of JAX's (tuples, lists, dicts, NamedTuples, None nodes, nested): its
+    structure is `params`' own, so a tuple of parameters is never mistaken for a leaf's outputs.
+    `hyper`: values for named hyper-parameters (see `as_optax`).
     """
-    zeros = jax.tree.map(jnp.zeros_like, params)
-    outs = jax.tree.map(
-        lambda w, g, mi, vi: run(p, jnp, w, g, mi, vi, lr, step),
-        params, grads, zeros if m is None else m, zeros if v is None else v)
-    pick = lambda k: jax.tree.map(lambda o: o[k], outs, is_leaf=lambda o: isinstance(o, tuple))
+    leaves, tree = jax.tree.flatten(params)
+    state = lambda t: [jnp.zeros_like(w) for w in leaves] if t is None else tree.flatten_up_to(t)
+    outs = [run(p, jnp, w, g, mi, vi, lr, step, hyper)
+            for w, g, mi, vi in zip(leaves, tree.flatten_up_to(grads), state(m), state(v))]
+    pick = lambda k: tree.unflatten([o[k] for o in outs])
     return pick(0), None if m is None else pick(1), None if v is None else pick(2)
 
 
@@ -32,9 +36,16 @@ class ProgramState(NamedTuple):
     v: optax.Params | None
 
 
-def as_optax(p: Program, learning_rate: float | optax.Schedule) -> optax.GradientTransformation:
+def as_optax(p: Program, learning_rate: float | optax.Schedule, **hyper) -> optax.GradientTransformationExtraArgs:
     """`p` as an optax optimizer. The learning rate (a float or an optax schedule of the step
-    count) feeds the program's `lr` input; state is kept only for the memory slots `p` uses."""
+    count) feeds the program's `lr` input; state is kept only for the memory slots `p` uses.
+    `hyper` sets named hyper-parameters (`b1=0.95`), each a number, an array (traced under jit),
+    or a schedule of the step count; `optax_factory(p)` offers them to `optax.inject_hyperparams`.
+    `update` takes the extra keyword arguments of optax's convention and ignores them."""
+    unknown = sorted(set(hyper) - set(p.param_values))
+    if unknown:
+        raise ProgramError(f"unknown hyper-parameter(s) {', '.join(unknown)}; "
+                           f"this program declares: {', '.join(p.param_values) or 'none'}")
     p = strip_dead_code(p)
     slots = state_slots(p)
 
@@ -43,12 +54,26 @@ def as_optax(p: Program, learning_rate: float | optax.Schedule) -> optax.Gradien
         return ProgramState(jnp.zeros([], jnp.int32),
                             zeros() if "m" in slots else None, zeros() if "v" in slots else None)
 
-    def update(grads, state, params=None):
+    def update(grads, state, params=None, **extra_args):
         if params is None:
             raise ValueError(f"the program optimizer {p.name or ''} needs params: call update(grads, state, params)")
-        lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
+        now = lambda x: x(state.count) if callable(x) else x
         step = (state.count + 1).astype(jnp.float32)
-        upd, m, v = tree_update(p, params, grads, state.m, state.v, lr, step)
+        upd, m, v = tree_update(p, params, grads, state.m, state.v, now(learning_rate), step,
+                                {k: now(x) for k, x in hyper.items()})
         return jax.tree.map(jnp.negative, upd), ProgramState(optax.safe_increment(state.count), m, v)
 
-    return optax.GradientTransformation(init, update)
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
+def optax_factory(p: Program):
+    """`p` as an optax-style factory `f(learning_rate, <each named hyper-parameter>=<its value>)`,
+    like `optax.lion(learning_rate, b1, b2, ...)`: `optax.inject_hyperparams(optax_factory(p))(
+    learning_rate=1e-3, b1=0.95)` injects and schedules every hyper-parameter of the program."""
+    def factory(learning_rate, **hyper):
+        return as_optax(p, learning_rate, **hyper)
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    factory.__signature__ = inspect.Signature(
+        [inspect.Parameter("learning_rate", kind)] + [inspect.Parameter(k, kind, default=x) for k, x in p.params])
+    factory.__name__ = p.name or "program"
+    return factory

@@ -9,9 +9,11 @@ from .ops import OPS
 from .program import Program
 
 
-def run(p: Program, xp, w, g, m, v, lr, step=1.0):
-    """One step of `p` on one tensor: returns (update, m, v), each of `w`'s shape."""
+def run(p: Program, xp, w, g, m, v, lr, step=1.0, hyper=None):
+    """One step of `p` on one tensor: returns (update, m, v), each of `w`'s shape. `hyper` gives
+    named hyper-parameters values other than the declared ones (traced values included)."""
     env = dict(p.params)
+    env.update(hyper or {})
     env.update(w=w, g=g, m=m, v=v, lr=lr, step=step)
     shape = xp.shape(w)
     for s in p.statements:

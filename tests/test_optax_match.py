@@ -1,6 +1,9 @@
 """The optax adapter: `lion` and `adamw` programs match optax's own implementations."""
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 
@@ -81,3 +84,53 @@ def test_state_only_for_used_memory_slots():
     assert lion.v is None and size(lion) == n + 1
     assert size(adamw) == 2 * n + 1
     assert sgd.m is None and sgd.v is None
+
+
+class Pair(NamedTuple):
+    a: jax.Array
+    b: jax.Array
+
+
+TREES = {
+    "tuple of 3": (jnp.array([1., 2.]), jnp.array([3., 4.]), jnp.array([5., 6.])),
+    "tuple of 2": (jnp.array([1., 2.]), jnp.array([3., 4.])),
+    "list": [jnp.array([1., -2.]), jnp.ones((2, 3))],
+    "dict with None": {"w": jnp.array([[1., 2.], [3., 4.]]), "skip": None, "b": jnp.array([0.5])},
+    "NamedTuple": Pair(jnp.array([1., 2.]), jnp.array([-3.])),
+    "nested mix": {"layers": [(jnp.array([1., 2.]), None), Pair(jnp.ones(3), jnp.zeros(2))], "head": (jnp.ones(1),)},
+}
+
+
+@pytest.mark.parametrize("name", TREES)
+def test_any_tree_of_parameters_updates_as_optax_does(name):
+    """Each leaf is updated on its own whatever the tree: a tuple of parameters is never taken
+    for one leaf's (update, m, v)."""
+    params = TREES[name]
+    grads = jax.tree.map(lambda x: jnp.sin(3 * x + 1), params)
+    ours, theirs = dsl.as_optax(dsl.load("lion", wd=0.1), 0.1), optax.lion(0.1, weight_decay=0.1)
+    s1, s2 = ours.init(params), theirs.init(params)
+    for _ in range(3):
+        u1, s1 = ours.update(grads, s1, params)
+        u2, s2 = theirs.update(grads, s2, params)
+        assert jax.tree.structure(u1) == jax.tree.structure(params)
+        for x, y in zip(jax.tree.leaves(u1), jax.tree.leaves(u2)):
+            np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+        params = optax.apply_updates(params, u1)
+
+
+def test_every_named_hyper_parameter_is_injectable_and_schedulable():
+    p = dsl.load("lion")
+    params = {"w": jnp.array([1., -2., 3.])}
+    grads = {"w": jnp.array([0.5, 0.5, -1.])}
+    opt = optax.inject_hyperparams(dsl.optax_factory(p))(learning_rate=0.1, b1=0.5, wd=optax.linear_schedule(0.1, 0., 4))
+    state = opt.init(params)
+    assert set(state.hyperparams) == {"learning_rate", "b1", "b2", "wd"}
+    step = jax.jit(opt.update)
+    u, state = step(grads, state, params)
+    ref = optax.lion(0.1, b1=0.5, weight_decay=0.1)
+    np.testing.assert_allclose(u["w"], ref.update(grads, ref.init(params), params)[0]["w"], rtol=1e-6)
+    state.hyperparams["b2"] = jnp.asarray(0.5)  # set by hand, as for optax's own
+    u, state = step(grads, state, params)
+    assert float(state.hyperparams["wd"]) == pytest.approx(0.075)
+    with pytest.raises(dsl.ProgramError, match="unknown hyper-parameter.s. beta; this program declares: b1, b2, wd"):
+        dsl.as_optax(p, 0.1, beta=0.9)
