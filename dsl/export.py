@@ -69,7 +69,7 @@ def _helper(op, to: str) -> str:
 _RESERVED = frozenset({
     "jax", "jnp", "optax", "torch", "NamedTuple", "ProgramState", "make_optimizer", "init", "params",
     "grads", "state", "learning_rate", "zeros", "leaves", "tree", "ms", "vs", "outs", "updates", "self",
-    "group", "closure", "loss", "super", "dict", "float", "zip", "callable",
+    "group", "closure", "loss", "super", "dict", "float", "zip", "callable", "betas", "weight_decay",
 })
 
 class ExportError(ValueError):
@@ -161,7 +161,11 @@ def _prologue(p: Program, torch: bool) -> list[str]:
     if torch:
         ref = _ref(p)
         scalars = ["lr"] + ([STEP] if p.uses_step else []) + [k for k, _ in p.params]
-        lines.append(f"_t = lambda x: torch.as_tensor(x, dtype={ref}.dtype, device={ref}.device)")
+        # scalars (hyper-parameters, lr, step, constants) in float32 at least, as torch.optim keeps
+        # them: in bfloat16, b2 = 0.999 would round to 1.0 and AdamW's bias correction to 0; as
+        # 0-dim tensors they do not change the dtype of the parameter-sized values they meet
+        lines.append(f"_t = lambda x: torch.as_tensor(x, dtype=torch.promote_types({ref}.dtype, torch.float32), "
+                     f"device={ref}.device)")
         lines += [f"{n} = _t({n})" for n in scalars]
     return lines
 
@@ -229,20 +233,43 @@ def _class_name(p: Program, name: str | None) -> str:
     return cls if cls.isidentifier() and cls not in _RESERVED and cls != "torch" else "SearchedOptimizer"
 
 
+# torch.optim's names for the hyper-parameters of the built-ins (b1 and b2 go together as `betas`)
+_TORCH_NAMES = {"wd": "weight_decay"}
+_TORCH_LR = 1e-3  # torch.optim.Adam's and AdamW's default
+
+
+def _torch_hyper(p: Program, names: _Names) -> tuple[list[str], dict[str, str]]:
+    """The constructor's keyword arguments (torch's names, `betas` for b1 and b2) and, for each
+    program hyper-parameter, how `step` reads it from a param group."""
+    params = dict(p.params)
+    betas = "b1" in params and "b2" in params
+    args = [f"betas=({params['b1']!r}, {params['b2']!r})"] if betas else []
+    reads = {}
+    for k, x in p.params:
+        if betas and k in ("b1", "b2"):
+            reads[k] = f'group["betas"][{int(k == "b2")}]'
+            continue
+        torch_name = _TORCH_NAMES.get(k, names(k))
+        args.append(f"{torch_name}={x!r}")
+        reads[k] = f'group["{torch_name}"]'
+    return args, reads
+
+
 def _pytorch(p: Program, names: _Names, name: str | None) -> str:
     slots = state_slots(p)
-    _, hyper = _signature_args(p, names)
     cls = _class_name(p, name)
     out = [*_header(p, "A PyTorch optimizer"), "import torch", "", *_functions(p, names, "pytorch")]
-    hp_init = "".join(f", {names(k)}={x!r}" for k, x in p.params)
-    hp_dict = ", ".join(["lr=lr"] + [f"{h}={h}" for h in hyper])
+    args, reads = _torch_hyper(p, names)
+    keys = [a.split("=", 1)[0] for a in args]
     mem = [f'state["{k}"]' if k in slots else "torch.zeros_like(p)" for k in MEMORY]
     call = ", ".join(["p", "p.grad", *mem, 'group["lr"]'] + (['float(state["step"])'] if p.uses_step else [])
-                     + [f'group["{h}"]' for h in hyper])
+                     + [reads[k] for k, _ in p.params])
     out += ["", "", f"class {cls}(torch.optim.Optimizer):",
-            '    """`lr` feeds the program\'s `lr` input (a learning-rate scheduler may set it per step)."""', "",
-            f"    def __init__(self, params, lr{hp_init}):",
-            f"        super().__init__(params, dict({hp_dict}))", "",
+            '    """A torch.optim optimizer: param groups with their own hyper-parameters, `state_dict` and',
+            '    `load_state_dict`, `zero_grad`, and `step(closure)`. `lr` feeds the program\'s `lr` input',
+            '    (a learning-rate scheduler may set it per step)."""', "",
+            f"    def __init__(self, params, lr={_TORCH_LR!r}{''.join(', ' + a for a in args)}):",
+            f"        super().__init__(params, dict({', '.join(['lr=lr'] + [f'{k}={k}' for k in keys])}))", "",
             "    @torch.no_grad()",
             "    def step(self, closure=None):",
             "        loss = None",
