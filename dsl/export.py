@@ -199,13 +199,14 @@ def _optax(p: Program, names: _Names, _cls: str | None) -> str:
     call = ", ".join(["w", "g", "m", "v", "lr"] + (["step"] if p.uses_step else []) + hyper)
     zm, zv = ("zeros()" if k in slots else "None" for k in MEMORY)
     um, uv = (k if k in slots else "None" for k in MEMORY)
-    out += [f"def make_optimizer(learning_rate{hp}) -> optax.GradientTransformation:",
+    out += [f"def make_optimizer(learning_rate{hp}) -> optax.GradientTransformationExtraArgs:",
             '    """The optimizer; `learning_rate` (a float or an optax schedule of the step count) feeds',
-            '    the program\'s `lr` input."""', "",
+            '    the program\'s `lr` input. Every argument can be injected and scheduled with',
+            '    `optax.inject_hyperparams(make_optimizer)(learning_rate=..., ...)`."""', "",
             "    def init(params):",
             "        zeros = lambda: jax.tree.map(jnp.zeros_like, params)",
             f"        return ProgramState(jnp.zeros([], jnp.int32), {zm}, {zv})", "",
-            "    def update(grads, state, params=None):",
+            "    def update(grads, state, params=None, **extra_args):  # optax's extra arguments: ignored",
             "        if params is None:",
             '            raise ValueError("this optimizer needs params: call update(grads, state, params)")',
             "        lr = learning_rate(state.count) if callable(learning_rate) else learning_rate",
@@ -219,7 +220,7 @@ def _optax(p: Program, names: _Names, _cls: str | None) -> str:
             "        updates = tree.unflatten([-o[0] for o in outs])",
             *(f"        {k} = tree.unflatten([o[{i}] for o in outs])" for i, k in ((1, "m"), (2, "v")) if k in slots),
             f"        return updates, ProgramState(optax.safe_increment(state.count), {um}, {uv})", "",
-            "    return optax.GradientTransformation(init, update)", ""]
+            "    return optax.GradientTransformationExtraArgs(init, update)", ""]
     return "\n".join(out)
 
 

@@ -1,5 +1,5 @@
 """optax's own optimizer tests (`optax/_src/alias_test.py`, shipped in the optax wheel) run on the
-project's built-ins through `dsl.optax_factory`, beside the optax optimizer each one mirrors: every
+project's built-ins, through `dsl.optax_factory` and as exported optax source, beside the optax optimizer each one mirrors: every
 case must pass for the program wherever it passes for optax's own.
 
 The test bodies are optax's, called as they are; only the optimizer they build is swapped (the
@@ -11,6 +11,7 @@ import pytest
 import unittest
 
 import dsl
+from dsl.export import export
 
 alias_test = pytest.importorskip("optax._src.alias_test")  # needs absl, scipy and sklearn, as optax's tests do
 from optax._src import alias  # noqa: E402
@@ -24,6 +25,7 @@ PAIRS = [
     ("momentum", {"learning_rate": 1e-3}, "sgd", {"learning_rate": 1e-3, "momentum": 0.9}),
 ]
 CASES = [pytest.param(f"dsl_{p}", pk, o, id=f"dsl.{p}") for p, pk, o, _ in PAIRS] + \
+        [pytest.param(f"export_{p}", pk, o, id=f"exported.{p}") for p, pk, o, _ in PAIRS] + \
         [pytest.param(o, ok, o, id=f"optax.{o}") for _, _, o, ok in PAIRS]
 
 
@@ -32,7 +34,15 @@ def programs_in_alias(monkeypatch):
     """optax's `alias` module, with the programs added under `dsl_<name>`."""
     names = {n: getattr(alias, n) for n in dir(alias) if not n.startswith("_")}
     names.update({f"dsl_{p}": dsl.optax_factory(dsl.load(p)) for p, *_ in PAIRS})
+    names.update({f"export_{p}": exported(p) for p, *_ in PAIRS})
     monkeypatch.setattr(alias_test, "alias", types.SimpleNamespace(**names))
+
+
+def exported(name: str):
+    """`make_optimizer` of built-in `name`'s exported optax source, as a user would import it."""
+    ns = {}
+    exec(compile(export(dsl.load(name), "optax"), f"<{name} export>", "exec"), ns)
+    return ns["make_optimizer"]
 
 
 def run_optax_test(name: str, opt_name: str, **kwargs) -> None:
