@@ -1,6 +1,11 @@
-"""A user's mistake on the command line ends in one line naming the argument, file or knob and what
-was expected, never a traceback: through the real CLI (`cli.main` in-process; a subprocess where the
-exit status or "before Ray starts" matters), on a real run directory made by a tiny real search."""
+"""Faults and bad input, grouped by kind: a user's mistake on the command line, in a config or in a
+program file ends in one line naming the argument, file, line or key and what was expected, never a
+traceback; a run directory never loses or repeats work (held by one process, a damaged history
+refused with its line and repaired without deleting anything); SIGTERM stops a run cleanly. Through
+the real CLI (`cli.main` in-process; a subprocess where the exit status or "before Ray starts"
+matters), on real run directories made by tiny real searches. (A search killed with -9 and resumed,
+and workers that cannot start: tests/test_search_ray.py.)"""
+import json
 import os
 import shutil
 import subprocess
@@ -10,9 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+import dsl
 import proxy_tasks
 from lionsearch import cli
 from lionsearch.cli_eval import seed
+from search.record import Evaluation, Record
+from search.rundir import RunDir, RunDirError, read_history
 
 TINY = {"task": {"name": "logreg", "size": {"steps": 10, "batch": 16, "n_train": 64, "n_val": 32}, "seeds": [0]},
         "search": {"population": 4, "tournament": 2, "evaluations": 8, "checkpoint_every": 4, "timeout_s": 60,
@@ -444,3 +452,110 @@ def test_a_whole_method_config_whose_programs_could_not_be_simplified_is_refused
     assert msg.endswith("c.yaml: search.mutation.max_statements: at most 100 for the whole method "
                         "(the longest program simplification takes), got 500")
     assert not (tmp_path / "run").exists()
+
+
+# ---- data loss: a run directory is held by one process; a damaged history is refused and repaired ----
+def _rec(i: int) -> Record:
+    return Record(i, dsl.load("sgd"), None, "warm start", 0, "fp", Evaluation(0.5, 0.9, "ok", 1.0), "trained")
+
+
+def test_history_appends_and_detects_a_torn_last_line(tmp_path):
+    d = RunDir(tmp_path / "run")
+    for i in range(3):
+        d.append(_rec(i))
+    d.close()
+    f = tmp_path / "run" / "history.jsonl"
+    last = f.read_bytes().splitlines()[-1]
+    with open(f, "ab") as h:
+        h.write(b'{"id": 3, "prog')  # killed mid-write
+    assert [r.id for r in read_history(d.path)] == [0, 1, 2]
+    assert [r.id for r in read_history(d.path, repair=True)] == [0, 1, 2]
+    assert f.read_bytes().endswith(last + b"\n")
+    d.append(_rec(3))
+    assert d.history() == [_rec(i) for i in range(4)]  # to_json / from_json round trip
+
+
+def test_damaged_history_is_an_error_naming_the_line(tmp_path):
+    good = json.dumps(_rec(0).to_json())
+    (tmp_path / "history.jsonl").write_text(f'{good}\nnot json\n{good}\n')
+    with pytest.raises(RunDirError, match="line 2"):
+        read_history(tmp_path)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"fitness": "low"}, "line 1: field 'fitness': expected int or float or null, got 'low'"),
+    ({"source": "magic"}, "line 1: field 'source': expected one of warm_start, trained"),
+    ({"program": "def train(w, g, m, v, lr):\n    update = frob(g)\n    return update, m, v\n"},
+     "line 1: field 'program': .*frob"),
+    ({"id": None}, "line 1: field 'id': expected int, got None"),
+])
+def test_a_malformed_record_is_an_error_naming_line_and_field(tmp_path, change, message):
+    (tmp_path / "history.jsonl").write_text(json.dumps(_rec(0).to_json() | change) + "\n")
+    with pytest.raises(RunDirError, match=message):
+        read_history(tmp_path)
+    missing = {k: v for k, v in _rec(0).to_json().items() if k != "status"}
+    (tmp_path / "history.jsonl").write_text(json.dumps(missing) + "\n")
+    with pytest.raises(RunDirError, match="line 1: field 'status' is missing"):
+        read_history(tmp_path)
+
+
+def test_a_run_directory_is_held_by_one_process(tmp_path):
+    import subprocess
+    import sys
+    d = RunDir(tmp_path / "run")
+    d.acquire()
+    d.acquire()  # re-entrant in this process (the pipeline holds it around the search)
+    other = "from search.rundir import RunDir; RunDir({!r}).acquire()".format(str(tmp_path / "run"))
+    got = subprocess.run([sys.executable, "-c", other], capture_output=True, text=True)
+    assert got.returncode != 0 and f"in use by another process (pid {__import__('os').getpid()})" in got.stderr
+    d.release()
+    d.close()  # the last holder lets go: another process may resume now
+    (tmp_path / "run" / "population.json.tmp").write_text("")  # left by a holder killed mid-write
+    assert subprocess.run([sys.executable, "-c", other]).returncode == 0
+    assert not (tmp_path / "run" / "population.json.tmp").exists()  # the next holder cleared it
+    # a killed holder's lock does not block: the OS drops it with the process
+    held = subprocess.Popen([sys.executable, "-c", other + "; import time; time.sleep(60)"])
+    try:
+        import time
+        time.sleep(3)
+        assert subprocess.run([sys.executable, "-c", other], capture_output=True).returncode != 0
+    finally:
+        held.kill()
+        held.wait()
+    assert subprocess.run([sys.executable, "-c", other]).returncode == 0
+
+
+def test_a_directory_of_someone_elses_files_is_refused(tmp_path):
+    mine = tmp_path / "myexp"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("# my own notes\n")
+    with pytest.raises(RunDirError, match="holds files that no lionsearch run wrote .config.yaml."):
+        RunDir(mine).acquire()
+    assert (mine / "config.yaml").read_text() == "# my own notes\n"
+
+
+def test_a_lost_or_repeated_line_is_refused_and_repair_sets_the_rest_aside(tmp_path):
+    from search.rundir import repair_history
+    lines = [json.dumps(_rec(i).to_json()) + "\n" for i in range(4)]
+    f = tmp_path / "history.jsonl"
+    f.write_text(lines[0] + lines[1] + lines[1] + lines[3])  # line 3 repeats id 1, id 2 is lost
+    with pytest.raises(RunDirError, match="line 3: id 1 where 2 was expected.*lionsearch repair"):
+        read_history(tmp_path)
+    kept, aside = repair_history(tmp_path)
+    assert kept == 2 and [r.id for r in read_history(tmp_path)] == [0, 1]
+    assert aside.read_text() == lines[1] + lines[3]  # nothing deleted
+    assert repair_history(tmp_path) == (2, None)
+
+
+def test_cli_refuses_a_damaged_run_and_repair_fixes_it(tmp_path, capsys):
+    from lionsearch.cli import main
+    d = RunDir(tmp_path / "run")
+    for i in (0, 1, 1):
+        d.append(_rec(i))
+    d.close()
+    with pytest.raises(SystemExit, match="lionsearch show: .*line 3: id 1 where 2 was expected"):
+        main(["show", str(tmp_path / "run")])
+    assert main(["repair", str(tmp_path / "run")]) == 0
+    assert "kept the first 2 evaluations" in capsys.readouterr().out
+    assert [r.id for r in read_history(tmp_path / "run")] == [0, 1]
+    assert len(list((tmp_path / "run").glob("history.rejected-*.jsonl"))) == 1
