@@ -31,12 +31,28 @@ def add_search_parser(sub) -> None:
     sp.add_argument("--workers", type=int, help="evaluator workers")
     sp.add_argument("--evaluations", type=int, help="override the budget of evaluations (with --resume: "
                     "the run's new budget, no fewer than it has done)")
+    sp.add_argument("--max-minutes", type=_off_or(float), metavar="M",
+                    help="stop after M minutes of search (this time; with --resume too); 'none': no limit")
+    sp.add_argument("--target-loss", type=_off_or(float), metavar="X",
+                    help="stop once the best fitness is X or lower (with --resume too); 'none': no target")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
     sp.set_defaults(func=cmd_search)
 
 
+def _off_or(kind):
+    """An argparse type: a `kind` value, or 'none' (the condition off)."""
+    def parse(text: str):
+        if text.strip().lower() == "none":
+            return "none"
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+    return parse
+
+
 def cmd_search(args) -> int:
-    from search.config import ConfigError, load_config
+    from search.config import ConfigError, from_dict, load_config, to_dict
     from search.runner import resolve, run_search
 
     check_run_dir("search", args)
@@ -50,6 +66,10 @@ def cmd_search(args) -> int:
         if args.resume and args.evaluations is not None:  # the one setting a resume takes from the command
             cfg, note = resumed_budget(cfg, run_dir, args.evaluations)
             notes.append(note)
+        stops = {k: (None if v == "none" else v) for k in ("max_minutes", "target_loss")
+                 if (v := getattr(args, k)) is not None}
+        if stops:  # taken from the command on a resume too, as the budget is
+            cfg = from_dict(type(cfg), to_dict(cfg) | {"search": to_dict(cfg.search) | stops}, "--max-minutes/--target-loss:")
         for note in notes:
             print(f"note: {note}")
         print(f"run directory: {run_dir}", flush=True)
@@ -91,6 +111,8 @@ def resumed_budget(cfg, run_dir, evaluations: int):
 
 def print_summary(summary: dict) -> None:
     st = summary["stats"]
+    if summary.get("stopped_because"):
+        print(f"stopped: {summary['stopped_because']}")
     print(f"{summary['evaluations']} evaluations in {summary['seconds']:.0f} s; "
           f"{st['trained']} trained; of {st['proposed']} children proposed, {st['saved_rate']:.1%} spared "
           f"training (rejected {st['rejected_rate']:.1%}, cache {st['cache_rate']:.1%}, "

@@ -148,6 +148,10 @@ class SearchConfig:
     # checks (abstract execution, dead code, cache) and no selection
     method: str = "evolution"
     random_depths: tuple[int, ...] = tuple(range(1, 21))
+    # stop conditions besides the budget (None: off): the search's wall minutes since it started or
+    # resumed, and a fitness (validation loss) to reach; the summary says which one stopped it
+    max_minutes: float | None = None
+    target_loss: float | None = None
 
     def __post_init__(self):
         if self.method not in ("evolution", "random"):
@@ -158,6 +162,8 @@ class SearchConfig:
             raise ValueError(f"tournament must be between 1 and population ({self.population}), got {self.tournament}")
         if self.evaluations < 1 or self.checkpoint_every < 1 or self.timeout_s <= 0:
             raise ValueError("evaluations, checkpoint_every and timeout_s must be positive")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"max_minutes: expected a positive number of minutes, got {self.max_minutes}")
         if self.restart_after < 0:
             raise ValueError(f"restart_after: expected 0 (never) or more, got {self.restart_after}")
         import dsl

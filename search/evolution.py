@@ -196,10 +196,22 @@ class Search:
                                 + self.best.text)
 
     # ---- the loop ---------------------------------------------------------------------------------
+    def stop_reason(self) -> str | None:
+        """Why the search stops proposing children now: "evaluations" (the budget is spent),
+        "target_loss" (the best reached it) or "max_minutes" (time is up); None: it goes on."""
+        s = self.cfg.search
+        if len(self.records) + self.in_flight >= s.evaluations:
+            return "evaluations"
+        if s.target_loss is not None and self.best is not None and self.best.loss <= s.target_loss:
+            return "target_loss"
+        if s.max_minutes is not None and time.monotonic() - self._start >= 60 * s.max_minutes:
+            return "max_minutes"
+        return None
+
     def _children(self):
-        """Children that need training, as `WorkerPool.map` items, proposed while there is room:
-        a child the checks answer (dead code only, the cache) is recorded here at once."""
-        while len(self.records) + self.in_flight < self.cfg.search.evaluations:
+        """Children that need training, as `WorkerPool.map` items, proposed until a stop condition
+        holds: a child the checks answer (dead code only, the cache) is recorded here at once."""
+        while self.stop_reason() is None:
             c = self.evo.ask()
             if c.dead_code_only:
                 self._child_record(c, c.parent.fingerprint, c.parent.evaluation.reused(), "dead_code")
@@ -231,6 +243,7 @@ class Search:
     def run(self, pool) -> dict:
         """Evolve until the budget of evaluations is spent; `pool` is a `WorkerPool`."""
         s = self.cfg.search
+        self._start = time.monotonic()  # max_minutes counts from here
         bar = self.bar = _progress(self, s.evaluations) if self.progress else None
         try:
             if not self.records:
@@ -261,7 +274,13 @@ class Search:
         best = [{"id": r.id, "fitness": r.to_json()["fitness"], "accuracy": r.evaluation.accuracy,
                  "status": r.evaluation.status, "fingerprint": r.fingerprint, "program": r.text}
                 for r in best_distinct(self.records, top)]
-        return {"run_dir": str(self.dir.path), "evaluations": len(self.records),
+        s = self.cfg.search
+        stopped = self.stop_reason() or "evaluations"
+        why = (f"the best ({self.best.loss:.4g}) reached target_loss {s.target_loss:g}" if stopped == "target_loss"
+               else f"max_minutes ({s.max_minutes:g}) passed" if stopped == "max_minutes"
+               else f"the budget of {s.evaluations} evaluations is spent")
+        return {"run_dir": str(self.dir.path), "evaluations": len(self.records), "stopped": stopped,
+                "stopped_because": why,
                 "seconds": round(time.monotonic() - self._start, 1), "stats": self.stats.as_dict(), "best": best}
 
 

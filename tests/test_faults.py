@@ -559,3 +559,15 @@ def test_cli_refuses_a_damaged_run_and_repair_fixes_it(tmp_path, capsys):
     assert "kept the first 2 evaluations" in capsys.readouterr().out
     assert [r.id for r in read_history(tmp_path / "run")] == [0, 1]
     assert len(list((tmp_path / "run").glob("history.rejected-*.jsonl"))) == 1
+
+
+@pytest.mark.parametrize("flag, value, expected", [
+    ("--max-minutes", "-1", "lionsearch search: --max-minutes/--target-loss: search.max_minutes: expected a positive "
+                            "number of minutes, got -1.0"),
+    ("--max-minutes", "soon", "argument --max-minutes: expected a number or 'none', got 'soon'"),
+    ("--target-loss", "nan", "lionsearch search: --max-minutes/--target-loss: search.target_loss: expected a finite "
+                             "number, got nan"),
+])
+def test_a_bad_stop_condition_is_one_line(flag, value, expected, tiny_config, tmp_path, capsys):
+    msg = fails(["search", str(tiny_config), "--run-dir", str(tmp_path / "run"), flag, value], capsys)
+    assert msg.endswith(expected), msg

@@ -144,3 +144,21 @@ def test_a_worker_that_cannot_start_stops_the_pool_with_its_reason(local_ray):
         assert pool.start_failures == 2
     finally:
         pool.shutdown()
+
+
+def test_stop_conditions_end_a_search_and_a_resume_goes_on(local_ray, tmp_path, capsys):
+    """target_loss stops a search as soon as the best reaches it, max_minutes when time is up; the
+    summary says which, and a resume on new conditions goes on from the history, losing nothing."""
+    run = tmp_path / "run"
+    first = run_search(config(evaluations=40, workers=1, target_loss=100.0), run, progress=False)
+    assert first["stopped"] == "target_loss" and first["evaluations"] < 40
+    assert "reached target_loss 100" in first["stopped_because"]
+    done = [r["id"] for r in history(run)]
+    again = run_search(config(evaluations=40, workers=1), run, resume=True, progress=False)
+    assert again["stopped"] == "evaluations" and [r["id"] for r in history(run)] == list(range(40))
+    assert [r["id"] for r in history(run)][:len(done)] == done
+    timed = run_search(config(evaluations=10 ** 6, workers=1, max_minutes=0.05), tmp_path / "timed", progress=False)
+    assert timed["stopped"] == "max_minutes" and timed["evaluations"] < 10 ** 6
+    assert json.loads((tmp_path / "timed" / "summary.json").read_text())["stopped"] == "max_minutes"
+    with pytest.raises(ValueError, match="max_minutes: expected a positive number of minutes, got 0"):
+        config(max_minutes=0)
