@@ -114,12 +114,16 @@ def add_show_parser(sub) -> None:
     sp.add_argument("program", help=f"a built-in ({', '.join(dsl.builtin_names())}), an .opt file, or a run directory")
     sp.add_argument("--strip", action="store_true", help="print it without dead code")
     sp.add_argument("--top", type=int, default=5, help="for a run directory: how many distinct programs to list")
+    sp.add_argument("--pareto", action="store_true",
+                    help="for a run directory: its hall of fame, the Pareto front of live statements against fitness")
     sp.set_defaults(func=cmd_show)
 
 
 def cmd_show(args) -> int:
     if inspect.is_run_dir(args.program):
-        return show_run_dir(args.program, args.top)
+        return show_pareto(args.program) if args.pareto else show_run_dir(args.program, args.top)
+    if args.pareto:
+        raise SystemExit(f"lionsearch show: --pareto needs a run directory; {args.program} is not one")
     p = load_program(args.program)
     print(dsl.to_text(p if not args.strip else dsl.strip_dead_code(p)), end="")
     verdict = dsl.check(p)
@@ -159,6 +163,20 @@ def show_run_dir(path: str | Path, top: int = 5) -> int:
         print(f"# fingerprint {b['fingerprint']}; {b['evaluations']} evaluation(s); "
               f"{b['live_statements']} of {b['statements']} statements live")
         print(b["live"], end="")
+    return 0
+
+
+def show_pareto(path: str | Path) -> int:
+    """Print the run's hall of fame: for each length on the Pareto front, its best program."""
+    run_config("show", path)
+    try:
+        front = inspect.pareto(path).front()
+    except (inspect.InspectError, RunDirError) as e:
+        raise _fail("show", e) from None
+    print(f"hall of fame of {path}: {len(front)} program(s) on the Pareto front of live statements against fitness")
+    for n, r in front:
+        print(f"\n# {n} live statement(s): id {r.id}, validation loss {_loss(r.loss)}")
+        print(dsl.to_text(dsl.strip_dead_code(r.program.inline_params())), end="")
     return 0
 
 

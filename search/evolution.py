@@ -26,7 +26,7 @@ from dsl import Program
 
 from .config import ConfigError, RunConfig, SearchConfig, to_dict
 from .mutation import mutate, random_walk
-from .record import Evaluation, Record, best_distinct
+from .record import Evaluation, HallOfFame, Record, best_distinct
 from .rundir import RunDir
 
 
@@ -155,6 +155,7 @@ class Search:
         self.best: Record | None = None
         self.stale = 0  # evaluations since the best improved
         self.stats = Stats()
+        self.hall = HallOfFame()  # written to pareto.json at each checkpoint
         self.in_flight = 0  # children in training, or waiting for an equal one's result
         self.bar = None
         for rec in history:
@@ -166,6 +167,7 @@ class Search:
         self.records.append(rec)
         self.stats.count(rec)
         self.evo.tell(rec)
+        self.hall.add(rec)
         if rec.source in ("trained", "warm_start") and rec.fingerprint:
             self.cache.add(rec.fingerprint, rec.evaluation)
         if self.best is None or rec.loss < self.best.loss:
@@ -191,6 +193,7 @@ class Search:
             "evaluations": len(self.records), "stats": self.stats.as_dict(),
             "population": [{"id": r.id, "fitness": r.to_json()["fitness"], "status": r.evaluation.status,
                             "fingerprint": r.fingerprint, "program": r.text} for r in self.evo.population]})
+        self.dir.write_json("pareto.json", self.hall.to_json())
         if self.best is not None:
             self.dir.write_text("best.opt", f"# id {self.best.id}, validation loss {self.best.to_json()['fitness']}\n"
                                 + self.best.text)

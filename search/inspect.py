@@ -18,7 +18,7 @@ import yaml
 import dsl
 
 from .evolution import Stats
-from .record import Record, best_distinct
+from .record import HallOfFame, Record, best_distinct
 from .rundir import HISTORY, read_history
 
 GRAPH_FORMATS = {".graphml": nx.write_graphml, ".gexf": nx.write_gexf}
@@ -83,6 +83,14 @@ def show_run(run_dir: str | Path, top: int = 5) -> dict:
 
 _NODE_KEYS = ("fitness", "accuracy", "status", "source", "fingerprint", "mutation", "rejected", "worker",
               "seconds", "time", "program")
+
+
+def pareto(run: str | Path | list[Record]) -> HallOfFame:
+    """The run's hall of fame (the Pareto front of live statements against fitness), from its history."""
+    hall = HallOfFame()
+    for r in records(run):
+        hall.add(r)
+    return hall
 
 
 def lineage_graph(run: str | Path | list[Record]) -> nx.DiGraph:
@@ -182,8 +190,9 @@ def write_graph(g: nx.DiGraph, path: str | Path) -> Path:
 
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     """PNGs of the search (saved under `out`, default the run directory): the best fitness so far
-    over evaluations with every evaluation as a faint point, and the distribution of the finite
-    validation losses. Returns the files' paths."""
+    over evaluations with every evaluation as a faint point, the distribution of the finite
+    validation losses, and the hall of fame (fitness against live statements, with the Pareto
+    front). Returns the files' paths."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -251,5 +260,26 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     paths.append(out / "fitness_histogram.png")
+    fig.savefig(paths[-1])
+
+    hall = pareto(recs)
+    fig = Figure(figsize=(7, 4.5), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    sizes = sorted(hall.by_length)
+    ax.scatter(sizes, [hall.by_length[n].loss for n in sizes], s=14, color="tab:blue", alpha=0.6,
+               label="best program of each length")
+    front = hall.front()
+    ax.step([n for n, _ in front], [r.loss for _, r in front], where="post", color="tab:red", lw=1.8,
+            marker="o", label="Pareto front (pareto.json)")
+    for n, r in front:
+        ax.annotate(f"id {r.id}", (n, r.loss), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_title(f"{name}: hall of fame, fitness against live statements", fontsize=10)
+    ax.set_xlabel("live statements")
+    ax.set_ylabel("validation loss (lower is better)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(out / "pareto_front.png")
     fig.savefig(paths[-1])
     return paths

@@ -139,3 +139,33 @@ def best_distinct(records: list[Record], top: int) -> list[Record]:
             seen.add(r.fingerprint)
             best.append(r)
     return best
+
+
+class HallOfFame:
+    """The Pareto front of live statements against fitness over a whole run (aging never removes
+    anything from it): for each length, the best record; on the front, the lengths whose best beats
+    every shorter length's. `add` is cheap enough to call on every record."""
+
+    def __init__(self):
+        self.by_length: dict[int, Record] = {}
+
+    def add(self, rec: Record) -> None:
+        if not math.isfinite(rec.loss):
+            return
+        n = len(dsl.strip_dead_code(rec.program.inline_params()))
+        old = self.by_length.get(n)
+        if old is None or rec.loss < old.loss:
+            self.by_length[n] = rec
+
+    def front(self) -> list[tuple[int, Record]]:
+        """(live statements, record), shortest first, each better than all shorter ones."""
+        out: list[tuple[int, Record]] = []
+        for n in sorted(self.by_length):
+            rec = self.by_length[n]
+            if not out or rec.loss < out[-1][1].loss:
+                out.append((n, rec))
+        return out
+
+    def to_json(self) -> list[dict]:
+        return [{"live_statements": n, "id": r.id, "fitness": r.to_json()["fitness"], "fingerprint": r.fingerprint,
+                 "program": dsl.to_text(dsl.strip_dead_code(r.program.inline_params()))} for n, r in self.front()]

@@ -5,6 +5,7 @@
     .lock             the process that holds the run (its pid); marks the directory as a run's
     population.json   the latest population checkpoint
     best.opt          the best program so far
+    pareto.json       the hall of fame: the Pareto front of live statements against fitness
     summary.json      final results
 """
 from __future__ import annotations

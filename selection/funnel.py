@@ -15,7 +15,7 @@ from pathlib import Path
 
 import dsl
 from search.config import RayConfig, TaskConfig, load_config
-from search.record import best_distinct
+from search.record import HallOfFame, best_distinct
 from search.rundir import read_history
 from search.workers import WorkerPool
 
@@ -39,6 +39,9 @@ class FunnelConfig:
     lr_multipliers: tuple[float, ...] = (0.3, 1.0, 3.0)
     timeout_s: float = 600.0
     ray: RayConfig = field(default_factory=RayConfig)
+    # also the hall of fame's programs (the Pareto front of live statements against fitness) that
+    # beat the warm start on the proxy: shorter candidates than the top K, which are all long
+    pareto: bool = False
 
     def __post_init__(self):
         if not self.stages:
@@ -57,23 +60,35 @@ def load_funnel(path: str | Path) -> FunnelConfig:
     return load_config(path, FunnelConfig)
 
 
-def candidates_of(run_dir: str | Path, top_k: int) -> list[dict]:
+def candidates_of(run_dir: str | Path, top_k: int, pareto: bool = False) -> list[dict]:
     """The run's best K distinct algorithms, {id, fingerprint, fitness, program}: a program that is
     an earlier pick up to its constants, or that trained to exactly an earlier pick's loss (the
     same training, though the functional hash differs, e.g. through a constant that never binds),
     is skipped, so that a family of near-copies (which a converged population is full of) takes
-    one place in the funnel, not all of them."""
+    one place in the funnel, not all of them. With `pareto`, the programs of the hall of fame that
+    beat the warm start (the run's first record) follow, where they are not picks already."""
     records = read_history(run_dir)
     if not records:
         raise FileNotFoundError(f"{run_dir}: no history.jsonl with evaluations (not a run directory?)")
     picks, programs = [], []
-    for r in best_distinct(records, len(records)):
-        if not any(r.loss == c["fitness"] for c in picks) \
+
+    def take(r, limit=None) -> None:
+        if (limit is None or len(picks) < limit) and not any(r.loss == c["fitness"] for c in picks) \
                 and not any(dsl.equivalent_up_to_constants(r.program, q) for q in programs):
             picks.append({"id": r.id, "fingerprint": r.fingerprint, "fitness": r.loss, "program": r.text})
             programs.append(r.program)
-            if len(picks) == top_k:
-                break
+
+    for r in best_distinct(records, len(records)):
+        take(r, top_k)
+        if len(picks) == top_k:
+            break
+    if pareto:
+        hall = HallOfFame()
+        for r in records:
+            hall.add(r)
+        for _, r in hall.front():
+            if r.loss < records[0].loss:
+                take(r)
     return picks
 
 
@@ -104,7 +119,7 @@ def run_funnel(run_dir: str | Path, cfg: FunnelConfig, progress: bool = True) ->
 
     from search.runner import connect_ray
     connect_ray(cfg.ray)
-    entries = candidates_of(run_dir, cfg.top_k)
+    entries = candidates_of(run_dir, cfg.top_k, cfg.pareto)
     baseline = {"id": "baseline", "fingerprint": None, "fitness": None,
                 "program": dsl.to_text(dsl.load(cfg.baseline))}
     rows = [{"id": e["id"], "fingerprint": e["fingerprint"], "proxy_loss": e["fitness"], "program": e["program"],

@@ -173,7 +173,7 @@ def test_lineage_cli_prints_the_steps_and_writes_graphs(run, tmp_path, capsys):
 def test_plot_writes_valid_pngs(run, tmp_path, capsys):
     path, _, _ = run
     paths = inspect.plot_run(path, tmp_path / "plots")
-    assert len(paths) == 2 and len({p.name for p in paths}) == 2
+    assert [p.name for p in paths] == ["fitness_progress.png", "fitness_histogram.png", "pareto_front.png"]
     for p in paths:
         data = p.read_bytes()
         assert p.parent == tmp_path / "plots" and len(data) > 1000 and data.startswith(PNG)
@@ -184,6 +184,31 @@ def test_plot_writes_valid_pngs(run, tmp_path, capsys):
     printed = capsys.readouterr().out.split()
     assert printed == [str(path / p.name) for p in paths]
     assert all((path / p.name).read_bytes().startswith(PNG) for p in paths)
+
+
+def test_show_pareto_prints_the_hall_of_fame(run, tmp_path, capsys):
+    path, _, _ = run
+    front = inspect.pareto(path).front()
+    assert main(["show", str(path), "--pareto"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"hall of fame of {path}: {len(front)} program(s) on the Pareto front")
+    for n, r in front:
+        assert f"# {n} live statement(s): id {r.id}, validation loss {r.loss:.4f}" in out
+    saved = json.loads((path / "pareto.json").read_text())  # what the search wrote, from the same history
+    assert [(f["live_statements"], f["id"]) for f in saved] == [(n, r.id) for n, r in front]
+    with pytest.raises(SystemExit, match="--pareto needs a run directory; lion is not one"):
+        main(["show", "lion", "--pareto"])
+
+
+def test_the_funnel_can_take_the_hall_of_fame_too(run):
+    from selection.funnel import candidates_of
+    path, _, _ = run
+    top = candidates_of(path, 1)
+    both = candidates_of(path, 1, pareto=True)
+    warm = inspect.records(path)[0].loss
+    extra = {(n, r.id) for n, r in inspect.pareto(path).front() if r.loss < warm} - {(0, top[0]["id"])}
+    assert both[:1] == top and {c["id"] for c in both[1:]} <= {i for _, i in extra}
+    assert all(c["fitness"] < warm for c in both[1:])
 
 
 # ---- export of a run's program ----------------------------------------------------------------------

@@ -50,6 +50,16 @@ def test_search_end_to_end(local_ray, tmp_path):
     assert dsl.load(tmp_path / "run" / "best.opt") == dsl.parse(best["program"])
     pop = json.loads((tmp_path / "run" / "population.json").read_text())
     assert [p["id"] for p in pop["population"]] == list(range(30, 40))  # the 10 youngest
+    # the hall of fame: over the whole run (aging removes nothing), shortest first, each better
+    front = json.loads((tmp_path / "run" / "pareto.json").read_text())
+    assert front and front[-1]["fitness"] == best["fitness"]
+    assert all(a["live_statements"] < b["live_statements"] and a["fitness"] > b["fitness"]
+               for a, b in zip(front, front[1:]))
+    for f in front:
+        n = f["live_statements"]
+        assert len(dsl.parse(f["program"])) == n
+        assert f["fitness"] == min(r["fitness"] for r in recs if r["fitness"] is not None
+                                   and len(dsl.strip_dead_code(dsl.parse(r["program"]))) <= n)
     # a run directory already holding a run is not overwritten by accident
     with pytest.raises(ConfigError, match="--resume"):
         run_search(config(evaluations=40), tmp_path / "run", progress=False)

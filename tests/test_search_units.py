@@ -213,3 +213,20 @@ def test_a_warm_start_longer_than_the_engine_takes_is_refused_up_front(tmp_path)
     f = _write(tmp_path, f"search: {{warm_start: {tmp_path / 'long.opt'}}}")
     with pytest.raises(ConfigError, match="search.warm_start: .* has 41 live statements; the engine trains programs of up to 32"):
         load_config(f)
+
+
+def test_hall_of_fame_keeps_the_pareto_front_of_length_against_fitness():
+    from search.record import HallOfFame
+    progs = {1: "update = g * lr", 2: "t = sign(g)\n    update = t * lr",
+             3: "m = interp(g, m, 0.9)\n    t = sign(m)\n    update = t * lr"}
+    prog = lambda n: dsl.parse(f"def train(w, g, m, v, lr):\n    {progs[n]}\n    return update, m, v\n")
+    rec = lambda i, n, loss: Record(i, prog(n), None, "x", 0, "fp", Evaluation(loss, None, "ok", 1.0), "trained")
+    hall = HallOfFame()
+    for r in [rec(0, 3, 0.5), rec(1, 1, 0.9), rec(2, 2, 0.95), rec(3, 3, 0.4), rec(4, 1, float("nan")),
+              rec(5, 2, 0.7)]:
+        hall.add(r)
+    assert [(n, r.id) for n, r in hall.front()] == [(1, 1), (2, 5), (3, 3)]
+    hall.add(rec(6, 1, 0.3))  # a short program better than all: the longer ones leave the front
+    assert [(n, r.id) for n, r in hall.front()] == [(1, 6)]
+    assert hall.to_json()[0] == {"live_statements": 1, "id": 6, "fitness": 0.3, "fingerprint": "fp",
+                                 "program": dsl.to_text(prog(1))}
