@@ -22,7 +22,7 @@ import dsl
 from search.config import RunConfig, TaskConfig, load_config
 from search.record import finite_or_inf
 from search.rundir import RunDir
-from search.runner import run_search
+from search.runner import connect_ray, run_search
 from search.workers import SeedSplit
 from selection.funnel import FunnelConfig, Stage, _jsonable, provenance, run_funnel, tune_on_stage
 from simplify import MAX_STATEMENTS, simplify_steps
@@ -95,6 +95,8 @@ def _pipeline(cfg: PipelineConfig, run_dir: Path, resume: bool, progress: bool, 
     search_cfg = RunConfig(task=cfg.task, search=cfg.search, ray=cfg.ray, seed=cfg.seed)
     log(f"== search ({cfg.search.evaluations} evaluations on {cfg.task.name}, "
         f"{len(cfg.task.seeds)} seed(s) per candidate)")
+    connect_ray(cfg.ray, [cfg.task.name, *(s.task.name for s in cfg.funnel.stages),
+                          *([cfg.simplify.task.name] if cfg.simplify.task else [])])  # every task's folder travels
     summary = run_search(search_cfg, run_dir, resume=resume, progress=progress)
     funnel = dataclasses.replace(cfg.funnel, ray=cfg.ray)
     saved = run_dir / "selection.json"
@@ -148,7 +150,7 @@ def _pipeline(cfg: PipelineConfig, run_dir: Path, resume: bool, progress: bool, 
     simplified, ours = forms[k], scored[k]
     note = None if k == len(forms) - 1 else (
         f"the simplest form lost to the baseline on stage {last.name} ({_fmt(scored[-1]['loss'])} vs "
-        f"{_fmt(base['loss'])}); the final program is the simplest of the {len(forms)} forms that beat it")
+        f"{_fmt(base['loss'])}); the final program is form {k + 1} of {len(forms)}, the simplest that beat it")
     result["final_seconds"] = round(time.monotonic() - start, 1)
     fam = dsl.family(simplified)
     result |= {"verdict": DISCOVERED if ours["loss"] <= base["loss"] else NOTHING, "note": note,

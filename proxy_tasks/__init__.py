@@ -12,8 +12,8 @@ xla_cache.one_thread()  # before JAX starts its CPU backend (see xla_cache)
 xla_cache.enable()  # before anything compiles (see xla_cache)
 
 from . import digits, lm, mnist1d, synthetic  # noqa: E402,F401  (registers tasks)
-from .base import COMMON_KNOBS, Fitness, Task, get_task, names, register, task_knobs
+from .base import COMMON_KNOBS, Fitness, Task, check_contract, get_task, names, register, task_class, task_knobs
 from .engine import BUCKETS, Encoded, Evaluator, encode, evaluate, prepare
 
-__all__ = ["BUCKETS", "COMMON_KNOBS", "Encoded", "Evaluator", "Fitness", "Task", "encode", "evaluate",
-           "get_task", "names", "prepare", "register", "task_knobs"]
+__all__ = ["BUCKETS", "COMMON_KNOBS", "Encoded", "Evaluator", "Fitness", "Task", "check_contract", "encode",
+           "evaluate", "get_task", "names", "prepare", "register", "task_class", "task_knobs"]

@@ -215,6 +215,7 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
 
 
 _REGISTRY: dict[str, type[Task]] = {}
+ENTRY_POINTS = "lionsearch.tasks"  # the entry-point group under which packages offer tasks
 
 
 def register(cls: type[Task]) -> type[Task]:
@@ -225,23 +226,112 @@ def register(cls: type[Task]) -> type[Task]:
 
 
 def names() -> list[str]:
-    """The registered task names."""
-    return sorted(_REGISTRY)
+    """The registered task names, and those offered by installed packages (entry points)."""
+    from importlib.metadata import entry_points
+    return sorted(set(_REGISTRY) | {e.name for e in entry_points(group=ENTRY_POINTS)})
+
+
+def task_class(name: str) -> type[Task]:
+    """The task class `name` stands for: a registered name, an entry point of group
+    `lionsearch.tasks`, or an import path outside the package, `package.module:Class` or
+    `path/to/file.py:Class` (a file is found where it is, else by its name on the import path, as a
+    Ray worker on another machine has it). Anything else is a ValueError naming it."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    from importlib.metadata import entry_points
+    found = [e for e in entry_points(group=ENTRY_POINTS) if e.name == name]
+    where, sep, attr = name.rpartition(":")
+    if not found and not (sep and where and attr):
+        raise ValueError(f"unknown task {name!r}; registered tasks: {', '.join(names())}; a task of your own is "
+                         "named 'package.module:Class' or 'path/to/file.py:Class'")
+    try:
+        cls = found[0].load() if found else getattr(_module(where), attr)
+    except AttributeError:
+        raise ValueError(f"task {name!r}: {where} has no {attr!r}") from None
+    except Exception as e:  # the user's module failing to import: its own error, in one line
+        raise ValueError(f"task {name!r}: cannot import {where or found[0].value} ({type(e).__name__}: {e})") from None
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise ValueError(f"task {name!r} is {cls!r}, not a subclass of proxy_tasks.Task")
+    _REGISTRY[name] = cls  # under the name the config used, which workers resolve the same way
+    return cls
+
+
+def _module(where: str):
+    """A module by dotted name, or from a .py file (by its file name on the import path where the
+    file is not here)."""
+    import importlib
+    import importlib.util
+    import sys
+    from pathlib import Path
+    if not where.endswith(".py"):
+        return importlib.import_module(where)
+    path = Path(where).expanduser()
+    if not path.is_file():  # a worker elsewhere: the folder came with the run (`task_folder`)
+        return importlib.import_module(f"{path.resolve().parent.name}.{path.stem}")
+    key = f"lionsearch_task_{path.resolve()}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[key] = module
+    return sys.modules[key]
+
+
+def task_folder(name: str) -> str | None:
+    """The folder a task of the user's own comes from, which Ray ships to every worker (a file's
+    folder, or a module's top-level package); None for the package's tasks and entry points."""
+    import importlib.util
+    from pathlib import Path
+    where, sep, _ = name.rpartition(":")
+    if name in _REGISTRY and _REGISTRY[name].__module__.startswith("proxy_tasks.") or not sep or not where:
+        return None
+    if where.endswith(".py"):
+        return str(Path(where).expanduser().resolve().parent)
+    spec = importlib.util.find_spec(where.split(".")[0])
+    if spec is None or not spec.submodule_search_locations:  # a single-file module, or installed elsewhere
+        return None
+    return str(Path(list(spec.submodule_search_locations)[0]))
 
 
 def get_task(name: str, **knobs) -> Task:
-    """A task by name with its size knobs (an unknown task or knob is a ValueError)."""
-    cls = _REGISTRY.get(name)
-    if cls is None:
-        raise ValueError(f"unknown task {name!r}; registered tasks: {', '.join(names())}")
-    return cls(**knobs)
+    """A task by name (see `task_class`) with its size knobs (an unknown task or knob is a ValueError)."""
+    return task_class(name)(**knobs)
 
 
 def task_knobs(name: str) -> dict[str, Any]:
-    """The knobs of a registered task with their defaults."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown task {name!r}; registered tasks: {', '.join(names())}")
-    return _REGISTRY[name].valid_knobs()
+    """The knobs of a task with their defaults."""
+    return task_class(name).valid_knobs()
+
+
+def check_contract(task: Task) -> None:
+    """What every task must do, checked on one batch before any worker starts (a ValueError names
+    the task and what is wrong): data that is the same each time it is made, parameters as a
+    pytree of float32 arrays, a finite scalar training loss, and a (loss, accuracy) pair of scalars
+    on the validation data."""
+    label = f"task {task.name or type(task).__name__!r}"
+    try:
+        a, b = task.make_data(), task.make_data()
+        if not isinstance(a, dict) or "val_x" not in a or "val_y" not in a:
+            raise ValueError("make_data must return a dict with at least val_x and val_y")
+        if set(a) != set(b) or any(not np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a):
+            raise ValueError("make_data gives other data each time it is called (the data must be fixed; "
+                             "a seed sets only the initialisation and the batch order)")
+        params = task.init(jax.random.PRNGKey(0))
+        leaves = jax.tree.leaves(params)
+        if not leaves or any(jnp.asarray(x).dtype != jnp.float32 for x in leaves):
+            raise ValueError("init must return a pytree of float32 arrays")
+        data = task.data()
+        x, y = task.batch_of(data, jax.random.PRNGKey(1))
+        loss = jnp.asarray(task.loss(params, x, y))
+        if loss.shape != () or not bool(jnp.isfinite(loss)):
+            raise ValueError(f"loss must be a finite scalar, got shape {loss.shape} value {_short(np.asarray(loss))}")
+        out = task.metrics(params, data["val_x"], data["val_y"])
+        if not (isinstance(out, tuple) and len(out) == 2 and all(jnp.shape(v) == () for v in out)):
+            raise ValueError("metrics must return (mean loss, accuracy), two scalars")
+    except ValueError as e:
+        raise ValueError(f"{label}: {e}") from None
+    except Exception as e:  # a shape error deep in the user's model, say
+        raise ValueError(f"{label}: breaks the task contract ({type(e).__name__}: {_short(str(e))})") from None
 
 
 Schedule = Callable[[Any], jax.Array]

@@ -123,12 +123,19 @@ class TaskConfig:
 
     def __post_init__(self):
         import proxy_tasks
-        if self.name not in proxy_tasks.names():
-            raise ValueError(f"name: unknown task {self.name!r} (registered: {', '.join(proxy_tasks.names())})")
         try:
-            proxy_tasks.get_task(self.name, **self.size)
+            cls = proxy_tasks.task_class(self.name)
+        except ValueError as e:
+            raise ValueError(f"name: {e}") from None
+        try:
+            task = cls(**self.size)
         except (ValueError, TypeError) as e:
             raise ValueError(f"size: {e}") from None
+        if not cls.__module__.startswith("proxy_tasks."):  # a task of the user's own: its contract, up front
+            try:
+                proxy_tasks.check_contract(task)
+            except ValueError as e:
+                raise ValueError(f"name: {e}") from None
         if not self.seeds or min(self.seeds) < 0:
             raise ValueError(f"seeds: at least one seed, none negative, is needed; got {_quote(self.seeds)}")
 

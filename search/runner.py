@@ -29,15 +29,20 @@ def resolve(cfg: RunConfig, run_dir: str | Path | None, resume: bool) -> tuple[R
     return cfg, path, notes
 
 
-def connect_ray(cfg: RayConfig) -> None:
-    """`ray.init()`: a local instance by default, or the cluster at `address`."""
+def connect_ray(cfg: RayConfig, tasks=()) -> None:
+    """`ray.init()`: a local instance by default, or the cluster at `address`. The folders of
+    `tasks` of the user's own (`proxy_tasks.base.task_folder`) travel to every worker."""
     if ray.is_initialized():
         return
+    import proxy_tasks
+    folders = sorted({f for t in tasks if (f := proxy_tasks.base.task_folder(t))})
+    env = {"py_modules": folders} if folders else None
     if cfg.address:
-        ray.init(address=cfg.address, log_to_driver=False)
+        ray.init(address=cfg.address, log_to_driver=False, runtime_env=env)
     else:
         # address="local": always a new local instance, even where another cluster runs here
-        ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=False,
+                 runtime_env=env)
     if threading.current_thread() is threading.main_thread():
         # Ray's driver answers SIGTERM with a C++ stack dump and no clean-up; stop as on Ctrl-C
         # instead (KeyboardInterrupt): the history is on disk, and Ray is shut down at exit
@@ -46,7 +51,7 @@ def connect_ray(cfg: RayConfig) -> None:
 
 def run_search(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> dict:
     search = Search(cfg, run_dir, resume=resume, progress=progress)
-    connect_ray(cfg.ray)
+    connect_ray(cfg.ray, [cfg.task.name])
     pool = WorkerPool(cfg.task.name, dict(cfg.task.size), tuple(cfg.task.seeds), cfg.ray.workers,
                       cfg.search.timeout_s)
     try:

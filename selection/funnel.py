@@ -118,7 +118,7 @@ def run_funnel(run_dir: str | Path, cfg: FunnelConfig, progress: bool = True) ->
     start = time.monotonic()
 
     from search.runner import connect_ray
-    connect_ray(cfg.ray)
+    connect_ray(cfg.ray, [s.task.name for s in cfg.stages])
     entries = candidates_of(run_dir, cfg.top_k, cfg.pareto)
     baseline = {"id": "baseline", "fingerprint": None, "fitness": None,
                 "program": dsl.to_text(dsl.load(cfg.baseline))}

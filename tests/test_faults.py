@@ -124,7 +124,7 @@ BAD_CONFIGS = [
     ("seed: -1\n", "seed: expected 0 or more, got -1"),
     ("ray: {workers: 0}\n", "ray: workers and num_cpus must be at least 1, got 0 and None"),
     ("ray: {num_cpus: 0}\n", "ray: workers and num_cpus must be at least 1, got 2 and 0"),
-    ("task: {name: nosuch}\n", "task.name: unknown task 'nosuch' (registered: char_lm,"),
+    ("task: {name: nosuch}\n", "task.name: unknown task 'nosuch'; registered tasks: char_lm,"),
     ("task: {name: logreg, size: {stepz: 3}}\n", "task.size: task 'logreg': unknown knob(s) 'stepz'"),
 ]
 
