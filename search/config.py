@@ -159,6 +159,11 @@ class SearchConfig:
     # resumed, and a fitness (validation loss) to reach; the summary says which one stopped it
     max_minutes: float | None = None
     target_loss: float | None = None
+    # islands (PySR, FunSearch): N populations of `population` each evolve apart, child k on island
+    # k mod N; every `migration_every` children each island's `migrants` best join the next island
+    islands: int = 1
+    migration_every: int = 500
+    migrants: int = 1
 
     def __post_init__(self):
         if self.method not in ("evolution", "random"):
@@ -169,6 +174,12 @@ class SearchConfig:
             raise ValueError(f"tournament must be between 1 and population ({self.population}), got {self.tournament}")
         if self.evaluations < 1 or self.checkpoint_every < 1 or self.timeout_s <= 0:
             raise ValueError("evaluations, checkpoint_every and timeout_s must be positive")
+        if self.islands < 1 or self.migration_every < 1 or self.migrants < 1:
+            raise ValueError(f"islands, migration_every and migrants must be at least 1, got {self.islands}, "
+                             f"{self.migration_every} and {self.migrants}")
+        if self.islands > 1 and (self.restart_after or self.method == "random"):
+            raise ValueError("islands: more than one island takes neither restarts (restart_after; migration plays "
+                             "their part) nor method random")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError(f"max_minutes: expected a positive number of minutes, got {self.max_minutes}")
         if self.restart_after < 0:

@@ -39,7 +39,7 @@ class Stats:
     def count(self, rec: Record) -> None:
         """Count one history record (the children rejected before it are folded into it)."""
         self.sources[rec.source] += 1
-        if rec.source not in ("warm_start", "restart"):
+        if rec.source not in ("warm_start", "restart", "migrant"):
             self.proposed += 1 + rec.rejected
             self.rejected += rec.rejected
 
@@ -52,7 +52,7 @@ class Stats:
         p = max(self.proposed, 1)
         return {"proposed": self.proposed, "rejected": self.rejected, "trained": self.sources["trained"],
                 "cache_hits": self.sources["cache"], "dead_code_only": self.sources["dead_code"],
-                "restarts": self.sources["restart"],
+                "restarts": self.sources["restart"], "migrants": self.sources["migrant"],
                 "rejected_rate": self.rejected / p, "cache_rate": self.sources["cache"] / p,
                 "dead_code_rate": self.sources["dead_code"] / p, "saved_rate": self.saved / p}
 
@@ -65,6 +65,7 @@ class Child:
     parent: Record
     mutation: str
     rejected: int  # children the checks rejected before this one
+    island: int = 0
 
     @property
     def dead_code_only(self) -> bool:
@@ -73,35 +74,52 @@ class Child:
 
 
 class Evolution:
-    """The strategy: a population, tournaments and mutation, as ask/tell."""
+    """The strategy: populations (one, or `islands`), tournaments and mutation, as ask/tell."""
 
     def __init__(self, cfg: SearchConfig, seed: int):
         self.cfg, self.seed = cfg, seed
-        self.population: deque[Record] = deque(maxlen=cfg.population)
+        self.islands: list[deque[Record]] = [deque(maxlen=cfg.population) for _ in range(cfg.islands)]
         self.warm: Record | None = None
-        self.k = 0  # the next child's random stream (seed, k)
+        self.k = 0  # the next child's random stream (seed, k); child k lives on island k mod N
+
+    @property
+    def population(self) -> list[Record]:
+        """Every island's members, island by island."""
+        return [r for pop in self.islands for r in pop]
 
     def ask(self) -> Child:
         """The next child: tournament and mutation (random search: the warm start mutated k times)."""
         s = self.cfg
         rng = np.random.default_rng([self.seed, self.k])
+        island = self.k % len(self.islands)
         self.k += 1
         if s.method == "random":
             parent = self.warm
             child = random_walk(parent.program, rng, s.mutation, int(rng.choice(s.random_depths)))
         else:
-            pop = list(self.population)
+            pop = list(self.islands[island])
             picks = rng.choice(len(pop), size=min(s.tournament, len(pop)), replace=False)
             parent = min((pop[i] for i in picks), key=lambda r: (r.loss, -r.id))
             child = mutate(parent.program, rng, s.mutation)
-        return Child(child.program, dsl.strip_dead_code(child.program), parent, child.mutation, child.rejected)
+        return Child(child.program, dsl.strip_dead_code(child.program), parent, child.mutation, child.rejected, island)
 
     def tell(self, rec: Record) -> None:
-        """Admit a result: it joins the population, and the oldest ages out (a restart empties it)."""
+        """Admit a result: it joins its island, and the oldest there ages out (a restart empties
+        the island; the warm start joins every island)."""
         if rec.source == "restart":
-            self.population.clear()
+            self.islands[rec.island].clear()
         self.warm = self.warm or rec
-        self.population.append(rec)
+        for pop in (self.islands if rec.source == "warm_start" else [self.islands[rec.island]]):
+            pop.append(rec)
+
+    def migrants(self) -> list[tuple[Record, int]]:
+        """One migration: each island's `migrants` best (distinct programs where there are enough)
+        with the island they join, the next one round the ring."""
+        n, out = len(self.islands), []
+        for i, pop in enumerate(self.islands):
+            ranked = best_distinct(list(pop), self.cfg.migrants) or list(pop)[:1]
+            out += [(ranked[j % len(ranked)], (i + 1) % n) for j in range(self.cfg.migrants)]
+        return out
 
 
 class FitnessCache:
@@ -176,9 +194,9 @@ class Search:
             self.stale += 1
 
     def _record(self, program: Program, parent: int | None, mutation: str, rejected: int, fingerprint: str | None,
-                evaluation: Evaluation, source: str) -> Record:
+                evaluation: Evaluation, source: str, island: int = 0) -> Record:
         rec = Record(len(self.records), program, parent, mutation, rejected, fingerprint, evaluation, source,
-                     round(time.monotonic() - self._start, 3))
+                     round(time.monotonic() - self._start, 3), island)
         self.dir.append(rec)
         self._admit(rec)
         if rec.id % self.cfg.search.checkpoint_every == 0:
@@ -186,12 +204,12 @@ class Search:
         return rec
 
     def _child_record(self, c: Child, fp: str, evaluation: Evaluation, source: str) -> Record:
-        return self._record(c.program, c.parent.id, c.mutation, c.rejected, fp, evaluation, source)
+        return self._record(c.program, c.parent.id, c.mutation, c.rejected, fp, evaluation, source, c.island)
 
     def checkpoint(self) -> None:
         self.dir.write_json("population.json", {
             "evaluations": len(self.records), "stats": self.stats.as_dict(),
-            "population": [{"id": r.id, "fitness": r.to_json()["fitness"], "status": r.evaluation.status,
+            "population": [{"id": r.id, "island": r.island, "fitness": r.to_json()["fitness"], "status": r.evaluation.status,
                             "fingerprint": r.fingerprint, "program": r.text} for r in self.evo.population]})
         self.dir.write_json("pareto.json", self.hall.to_json())
         if self.best is not None:
@@ -233,6 +251,24 @@ class Search:
     def _answered(self) -> None:
         _update(self.bar, self)
         self._maybe_restart()
+        self._maybe_migrate()
+
+    def _children_done(self) -> int:
+        return sum(self.stats.sources[k] for k in ("trained", "cache", "dead_code"))
+
+    def _maybe_migrate(self) -> None:
+        """Every `migration_every` children, a migration (`Evolution.migrants`), recorded as
+        `migrant` records (the fitness travels with the program), so a resume replays it. A round
+        is islands x migrants records, so the rounds done are counted from the history."""
+        s = self.cfg.search
+        if s.islands < 2:
+            return
+        size = s.islands * s.migrants
+        while self.stats.sources["migrant"] // size < self._children_done() // s.migration_every \
+                and len(self.records) < s.evaluations:
+            for rec, to in self.evo.migrants():
+                self._record(rec.program, rec.id, f"migrant from island {rec.island}", 0, rec.fingerprint,
+                             dataclasses.replace(rec.evaluation.reused(), seconds=0.0), "migrant", to)
 
     def _maybe_restart(self) -> None:
         s = self.cfg.search
@@ -255,7 +291,7 @@ class Search:
                 for fp, res in pool.map([(dsl.fingerprint(live), live)]):
                     self._record(warm, None, "warm start", 0, fp, res, "warm_start")
                 _update(bar, self)
-            self.evo.k = len(self.records) - self.stats.sources["restart"]  # resumed: the streams not yet used
+            self.evo.k = self.stats.sources["warm_start"] + self._children_done()  # resumed: the streams not yet used
             for (fp, child), res in pool.map(self._children()):
                 self._child_record(child, fp, res, "trained")
                 self.in_flight -= 1
@@ -264,6 +300,7 @@ class Search:
                     self.in_flight -= 1
                 _update(bar, self)
                 self._maybe_restart()
+                self._maybe_migrate()
             summary = self.summary()
             self.dir.write_json("summary.json", summary)
         finally:

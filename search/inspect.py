@@ -74,9 +74,14 @@ def show_run(run_dir: str | Path, top: int = 5) -> dict:
     cfg = yaml.safe_load(cfg_file.read_text()) if cfg_file.is_file() else {}
     uses = Counter(r.fingerprint for r in recs)
     warm = next((r for r in recs if r.source == "warm_start"), None)
+    islands = sorted({r.island for r in recs})
     return {"run_dir": str(run_dir), "task": (cfg.get("task") or {}).get("name"), "counters": counters(recs),
             "warm_start": None if warm is None else _program_info(warm, uses),
-            "best": [_program_info(r, uses) for r in best_distinct(recs, top)]}
+            "best": [_program_info(r, uses) for r in best_distinct(recs, top)],
+            "islands": [] if islands == [0] else [  # each island's children and its best
+                {"island": i, "children": sum(r.island == i and r.source in ("trained", "cache", "dead_code")
+                                              for r in recs),
+                 "best": next(iter(best_distinct([r for r in recs if r.island == i], 1)), None)} for i in islands]}
 
 
 # ---- lineage -------------------------------------------------------------------------------------

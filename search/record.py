@@ -16,7 +16,7 @@ import dsl
 from dsl import Program
 
 # How a record got its evaluation: the ways children are spared training, and the ways they are not.
-SOURCES = ("warm_start", "trained", "cache", "dead_code", "restart")
+SOURCES = ("warm_start", "trained", "cache", "dead_code", "restart", "migrant")
 
 
 class RecordError(ValueError):
@@ -85,6 +85,7 @@ class Record:
     evaluation: Evaluation
     source: str
     time: float = 0.0  # seconds since the search (or its resume) started
+    island: int = 0  # the population it joined (a search with `islands`; written where not 0)
 
     @property
     def loss(self) -> float:
@@ -97,7 +98,7 @@ class Record:
     def to_json(self) -> dict:
         return {"id": self.id, "program": self.text, "parent": self.parent, "mutation": self.mutation,
                 "rejected": self.rejected, "fingerprint": self.fingerprint, **self.evaluation.to_json(),
-                "source": self.source, "time": self.time}
+                "source": self.source, "time": self.time, **({"island": self.island} if self.island else {})}
 
     @classmethod
     def from_json(cls, d, where: str = "record") -> "Record":
@@ -113,7 +114,8 @@ class Record:
         return cls(_field(d, "id", int, where), program, _field(d, "parent", (int, type(None)), where),
                    _field(d, "mutation", str, where), _field(d, "rejected", int, where, default=0),
                    _field(d, "fingerprint", (str, type(None)), where, default=None),
-                   Evaluation.from_json(d, where), source, float(_field(d, "time", (int, float), where, default=0.0)))
+                   Evaluation.from_json(d, where), source, float(_field(d, "time", (int, float), where, default=0.0)),
+                   _field(d, "island", int, where, default=0))
 
 
 def _field(d: dict, key: str, types, where: str, **default):
