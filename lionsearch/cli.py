@@ -290,6 +290,19 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def ray_auth_mode() -> None:
+    """Clusters started with `ray start` (Ray 2.60) ask for a token, and a client joins one only in
+    token mode, which Ray reads once, when it is first imported. Where a token is at hand (the
+    file `ray start --head` writes, or RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH) and the user chose no
+    mode, take token mode: a cluster without authentication accepts such a client too."""
+    import os
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
+    if os.environ.get("RAY_AUTH_TOKEN") or os.path.isfile(path):
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def main(argv: list[str] | None = None) -> int:
     import signal
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `lionsearch show RUN | head` ends quietly
@@ -297,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     # the lock is released and Ray is shut down at exit, so no process of the run is left behind
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # (and again once Ray is up: connect_ray)
     args = build_parser().parse_args(argv)
+    ray_auth_mode()  # before anything imports ray
     from search.rundir import RunDirError
     from search.workers import WorkerError
     try:

@@ -97,7 +97,11 @@ def cmd_eval(args) -> int:
     if on_ray:
         from search.config import RayConfig
         from search.runner import connect_ray
-        connect_ray(RayConfig(address=args.address, workers=args.workers or 2), args.tasks)
+        from search.config import ConfigError
+        try:
+            connect_ray(RayConfig(address=args.address, workers=args.workers or 2), args.tasks)
+        except ConfigError as e:
+            raise SystemExit(f"lionsearch eval: {e}") from None
     print(f"# seeds {', '.join(map(str, seeds))}" + (f", knobs {size}" if size else "")
           + (f", on Ray ({args.workers or 2} workers)" if on_ray else ""))
     print("| program | task | val loss | accuracy | status | seconds |")

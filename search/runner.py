@@ -38,7 +38,15 @@ def connect_ray(cfg: RayConfig, tasks=()) -> None:
     folders = sorted({f for t in tasks if (f := proxy_tasks.base.task_folder(t))})
     env = {"py_modules": folders} if folders else None
     if cfg.address:
-        ray.init(address=cfg.address, log_to_driver=False, runtime_env=env)
+        _reachable(cfg.address)
+        try:
+            ray.init(address=cfg.address, log_to_driver=False, runtime_env=env)
+        except (ConnectionError, ray.exceptions.AuthenticationError) as e:
+            auth = isinstance(e, ray.exceptions.AuthenticationError) or "Authentication" in str(e)
+            raise ConfigError(f"ray.address {cfg.address}: cannot join the cluster: " + (
+                "it asks for a token: copy the head's ~/.ray/auth_token to this machine (or set RAY_AUTH_TOKEN) "
+                "and set RAY_AUTH_MODE=token; on a private network the head may opt out (RAY_AUTH_MODE=disabled)"
+                if auth else f"{e} (is it up? `ray status --address {cfg.address}`)")) from None
     else:
         # address="local": always a new local instance, even where another cluster runs here
         ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=False,
@@ -47,6 +55,20 @@ def connect_ray(cfg: RayConfig, tasks=()) -> None:
         # Ray's driver answers SIGTERM with a C++ stack dump and no clean-up; stop as on Ctrl-C
         # instead (KeyboardInterrupt): the history is on disk, and Ray is shut down at exit
         signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+def _reachable(address: str) -> None:
+    """A one-line error at once where nothing listens at the cluster's address (Ray itself retries
+    for minutes)."""
+    import socket
+    host, _, port = address.rpartition(":")
+    if address == "auto" or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=10).close()
+    except OSError as e:
+        raise ConfigError(f"ray.address {address}: cannot join the cluster: nothing answers there ({e.strerror or e}); "
+                          f"is it up? (`ray status --address {address}`)") from None
 
 
 def run_search(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> dict:
