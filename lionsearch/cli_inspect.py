@@ -150,6 +150,10 @@ def show_run_dir(path: str | Path, top: int = 5) -> int:
           f"{c['distinct_programs']} distinct programs, {c['training_seconds']:.0f} s of training)")
     print(f"of {c['proposed']} children proposed, {c['saved_rate']:.1%} spared training: rejected "
           f"{c['rejected_rate']:.1%}, cache {c['cache_rate']:.1%}, dead-code-only {c['dead_code_rate']:.1%}")
+    for what in ("worker", "node"):
+        counts = info[f"trainings_per_{what}"]
+        if counts:
+            print(f"trainings per {what}: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
     for isl in info["islands"]:
         b = isl["best"]
         print(f"island {isl['island']}: {isl['children']} children, best "

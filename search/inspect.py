@@ -75,13 +75,24 @@ def show_run(run_dir: str | Path, top: int = 5) -> dict:
     uses = Counter(r.fingerprint for r in recs)
     warm = next((r for r in recs if r.source == "warm_start"), None)
     islands = sorted({r.island for r in recs})
+    workers = Counter(r.evaluation.worker for r in recs if r.source in ("trained", "warm_start") and r.evaluation.worker)
     return {"run_dir": str(run_dir), "task": (cfg.get("task") or {}).get("name"), "counters": counters(recs),
             "warm_start": None if warm is None else _program_info(warm, uses),
             "best": [_program_info(r, uses) for r in best_distinct(recs, top)],
+            "trainings_per_worker": dict(sorted(workers.items())),
+            "trainings_per_node": dict(sorted(_by_node(workers).items())),
             "islands": [] if islands == [0] else [  # each island's children and its best
                 {"island": i, "children": sum(r.island == i and r.source in ("trained", "cache", "dead_code")
                                               for r in recs),
                  "best": next(iter(best_distinct([r for r in recs if r.island == i], 1)), None)} for i in islands]}
+
+
+def _by_node(workers: Counter) -> Counter:
+    """Trainings per node: the part of a worker's name after '@' (its host where there is none)."""
+    out = Counter()
+    for w, n in workers.items():
+        out[w.rpartition("@")[2] if "@" in w else w.rpartition(":")[0]] += n
+    return out
 
 
 # ---- lineage -------------------------------------------------------------------------------------

@@ -28,7 +28,8 @@ class Evaluator:
         self.seeds = tuple(seeds)
         if warm:  # compile every length bucket now, so that time limits see training only
             self.evaluator.warm(seeds=self.seeds)
-        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        # host:pid@node: the node (Ray's id, first 8 characters) tells two nodes on one host apart
+        self.name = f"{socket.gethostname()}:{os.getpid()}@{ray.get_runtime_context().get_node_id()[:8]}"
 
     def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()

@@ -102,7 +102,15 @@ def test_search_and_eval_on_a_cluster_started_with_ray_start(cluster, tmp_path):
     assert [r["id"] for r in recs] == list(range(30))  # none lost, none repeated
     trained = [r for r in recs if r["source"] == "trained"]
     assert len({r["fingerprint"] for r in trained}) == len(trained)
-    assert len({r["worker"] for r in recs if r["source"] in ("trained", "warm_start")}) == 2  # both nodes trained
+    workers = {r["worker"] for r in recs if r["source"] in ("trained", "warm_start")}
+    nodes = {w.rpartition("@")[2] for w in workers}
+    assert len(nodes) == 2  # both nodes trained (a replacement worker may have joined on the head)
+    shown = subprocess.run([sys.executable, "-m", "lionsearch", "show", str(run)], cwd=ROOT, capture_output=True,
+                           text=True, timeout=120).stdout
+    line = next(l for l in shown.splitlines() if l.startswith("trainings per node: "))
+    assert all(n in line for n in nodes)
+    assert sum(int(x.split()[-1]) for x in line.removeprefix("trainings per node: ").split(", ")) == \
+        sum(r["source"] in ("trained", "warm_start") for r in recs)
     got = subprocess.run([sys.executable, "-m", "lionsearch", "eval", "lion", "--task", "logreg", "--set", "steps=20",
                           "--address", address], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert got.returncode == 0 and "| lion | logreg |" in got.stdout and "| ok |" in got.stdout, got.stderr[-2000:]
