@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -51,6 +52,10 @@ def connect_ray(cfg: RayConfig, tasks=()) -> None:
         # address="local": always a new local instance, even where another cluster runs here
         ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=False,
                  runtime_env=env)
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    if cfg.workers > cpus:  # each worker holds one CPU: the others wait for room, which may never come
+        print(f"note: the Ray cluster has {cpus} CPU(s) for {cfg.workers} workers: {cpus} start, the others "
+              "wait for a CPU to free up (ask for fewer with --workers)", file=sys.stderr)
     if threading.current_thread() is threading.main_thread():
         # Ray's driver answers SIGTERM with a C++ stack dump and no clean-up; stop as on Ctrl-C
         # instead (KeyboardInterrupt): the history is on disk, and Ray is shut down at exit

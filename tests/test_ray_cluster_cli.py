@@ -125,3 +125,14 @@ def test_an_unreachable_address_is_one_line_at_once(tmp_path):
     assert got.returncode == 1 and "Traceback" not in got.stderr
     assert got.stderr.strip().splitlines()[-1].startswith(
         f"lionsearch eval: ray.address 127.0.0.1:{port}: cannot join the cluster: nothing answers there")
+
+
+def test_fewer_cpus_than_workers_says_so_and_runs_with_what_there_is(tmp_path):
+    cfg = {"task": {"name": "logreg", "size": {"steps": 10, "batch": 16, "n_train": 64, "n_val": 32}, "seeds": [0]},
+           "search": {"population": 4, "tournament": 2, "evaluations": 6}, "ray": {"num_cpus": 1, "workers": 3}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    got = subprocess.run([sys.executable, "-m", "lionsearch", "search", str(tmp_path / "c.yaml"), "--run-dir",
+                          str(tmp_path / "run"), "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert got.returncode == 0, got.stderr[-2000:]
+    assert "note: the Ray cluster has 1 CPU(s) for 3 workers: 1 start, the others wait" in got.stderr
+    assert len((tmp_path / "run" / "history.jsonl").read_text().splitlines()) == 6
