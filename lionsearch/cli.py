@@ -296,7 +296,7 @@ def ray_auth_mode() -> None:
     file `ray start --head` writes, or RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH) and the user chose no
     mode, take token mode: a cluster without authentication accepts such a client too."""
     import os
-    if "RAY_AUTH_MODE" in os.environ:
+    if "RAY_AUTH_MODE" in os.environ or "ray" in sys.modules:  # once Ray is imported, its mode is fixed
         return
     path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
     if os.environ.get("RAY_AUTH_TOKEN") or os.path.isfile(path):
