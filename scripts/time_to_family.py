@@ -1,0 +1,58 @@
+"""Time to the Lion family, the search's figure of merit: for each run directory, when the first
+program of a family (`dsl.family`: lion or signum by default) was evaluated, and when one first was
+the best so far, beside the counts that say how much the search explored.
+
+    python scripts/time_to_family.py RUN [RUN ...] [--families lion signum]
+
+A change to mutation or caching is judged by this figure (does the search meet the family sooner,
+and keep it), not by the share of children spared training alone.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+
+import dsl
+from search.rundir import read_history
+
+
+def first_of(run, families) -> dict:
+    recs = read_history(run)
+    names: dict[str, str] = {}  # fingerprint -> family name, each program classified once
+    met = led = None
+    best = math.inf
+    for r in recs:
+        fam = names.setdefault(r.fingerprint, dsl.family(r.program).name)
+        ok = fam in families and math.isfinite(r.loss)
+        if ok and met is None:
+            met = r
+        if r.loss < best:
+            best = r.loss
+            if ok and led is None:
+                led = r
+    spared = sum(r.source in ("dead_code", "cache") for r in recs)
+    return {"run": str(run), "evaluations": len(recs), "trained": sum(r.source == "trained" for r in recs),
+            "distinct": len(names), "spared": spared / max(len(recs), 1), "met": met, "led": led,
+            "family": None if met is None else names[met.fingerprint]}
+
+
+def cell(r) -> str:
+    return "never" if r is None else f"{r.id} ({r.time / 60:.1f} min, loss {r.loss:.4f})"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", help="run directories")
+    ap.add_argument("--families", nargs="+", default=["lion", "signum"])
+    args = ap.parse_args()
+    print(f"| run | evaluations | trained | distinct programs | spared (dead code, cache) | first {'/'.join(args.families)} "
+          "evaluated: id (search minutes, loss) | first one best so far |")
+    print("|---|---|---|---|---|---|---|")
+    for run in args.runs:
+        f = first_of(run, set(args.families))
+        print(f"| {f['run']} | {f['evaluations']} | {f['trained']} | {f['distinct']} | {f['spared']:.0%} | "
+              f"{cell(f['met'])}{'' if f['family'] is None else ' ' + f['family']} | {cell(f['led'])} |")
+
+
+if __name__ == "__main__":
+    main()
