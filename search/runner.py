@@ -42,12 +42,14 @@ def connect_ray(cfg: RayConfig, tasks=()) -> None:
         _reachable(cfg.address)
         try:
             ray.init(address=cfg.address, log_to_driver=False, runtime_env=env)
-        except (ConnectionError, ray.exceptions.AuthenticationError) as e:
-            auth = isinstance(e, ray.exceptions.AuthenticationError) or "Authentication" in str(e)
-            raise ConfigError(f"ray.address {cfg.address}: cannot join the cluster: " + (
-                "it asks for a token: copy the head's ~/.ray/auth_token to this machine (or set RAY_AUTH_TOKEN) "
-                "and set RAY_AUTH_MODE=token; on a private network the head may opt out (RAY_AUTH_MODE=disabled)"
-                if auth else f"{e} (is it up? `ray status --address {cfg.address}`)")) from None
+        except (ConnectionError, ray.exceptions.AuthenticationError):
+            # the address answers (`_reachable`), so the cluster refused this client: most often its
+            # token, which Ray reports only as a failed connection
+            raise ConfigError(
+                f"ray.address {cfg.address}: the cluster answers but did not let this client in. Where it "
+                "uses token authentication (Ray's default), this machine needs its token: copy the head's "
+                "~/.ray/auth_token here (or set RAY_AUTH_TOKEN) and leave RAY_AUTH_MODE unset or 'token'; "
+                "a cluster on a private network may opt out (RAY_AUTH_MODE=disabled on every node)") from None
     else:
         # address="local": always a new local instance, even where another cluster runs here
         ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=False,

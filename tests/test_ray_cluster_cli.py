@@ -114,6 +114,14 @@ def test_search_and_eval_on_a_cluster_started_with_ray_start(cluster, tmp_path):
     got = subprocess.run([sys.executable, "-m", "lionsearch", "eval", "lion", "--task", "logreg", "--set", "steps=20",
                           "--address", address], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert got.returncode == 0 and "| lion | logreg |" in got.stdout and "| ok |" in got.stdout, got.stderr[-2000:]
+    # a client that will not use the token: one line saying what to set
+    refused = subprocess.run([sys.executable, "-m", "lionsearch", "eval", "lion", "--task", "logreg", "--address",
+                              address], env={**env, "RAY_AUTH_MODE": "disabled"}, cwd=ROOT, capture_output=True,
+                             text=True, timeout=300)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1].startswith(
+        f"lionsearch eval: ray.address {address}: the cluster answers but did not let this client in. Where it "
+        "uses token authentication")
 
 
 def test_an_unreachable_address_is_one_line_at_once(tmp_path):
