@@ -54,6 +54,7 @@ def connect_ray(cfg: RayConfig, tasks=()) -> None:
         # address="local": always a new local instance, even where another cluster runs here
         ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=False,
                  runtime_env=env)
+        _reap_with_driver()
     cpus = int(ray.cluster_resources().get("CPU", 0))
     if cfg.workers > cpus:  # each worker holds one CPU: the others wait for room, which may never come
         print(f"note: the Ray cluster has {cpus} CPU(s) for {cfg.workers} workers: {cpus} start, the others "
@@ -62,6 +63,15 @@ def connect_ray(cfg: RayConfig, tasks=()) -> None:
         # Ray's driver answers SIGTERM with a C++ stack dump and no clean-up; stop as on Ctrl-C
         # instead (KeyboardInterrupt): the history is on disk, and Ray is shut down at exit
         signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+def _reap_with_driver() -> None:
+    """The local instance dies with this process, even by kill -9 (`search.reaper`)."""
+    import os
+    import subprocess
+    session = ray._private.worker._global_node.session_name
+    subprocess.Popen([sys.executable, "-m", "search.reaper", str(os.getpid()), session], start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _reachable(address: str) -> None:

@@ -404,6 +404,34 @@ def _alive(pids) -> set[int]:
 
 
 @pytest.mark.slow
+def test_kill_9_leaves_no_process_of_the_run(tmp_path):
+    """A driver killed with -9 runs no clean-up; its local Ray instance dies with it anyway
+    (search.reaper), Ray's agents included, within seconds."""
+    import signal
+    import time
+    cfg = {**TINY, "search": {**TINY["search"], "evaluations": 100_000}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    history = tmp_path / "run" / "history.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "lionsearch", "search", str(tmp_path / "c.yaml"), "--run-dir",
+                             str(tmp_path / "run"), "--no-progress"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=Path(__file__).parent.parent)
+    deadline = time.monotonic() + 240
+    while not (history.exists() and len(history.read_text().splitlines()) >= 3):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.5)
+    time.sleep(1.5)  # the reaper has seen the session's processes
+    children = _descendants(proc.pid)
+    assert any("Agent" in Path(f"/proc/{p}/cmdline").read_text(errors="replace") for p in _alive(children))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    for _ in range(40):
+        if not _alive(children):
+            break
+        time.sleep(0.5)
+    assert not _alive(children), [Path(f"/proc/{p}/cmdline").read_text()[:80] for p in _alive(children)]
+
+
+@pytest.mark.slow
 def test_sigterm_stops_a_search_cleanly_and_leaves_no_process(local_ray, tmp_path):
     import signal
     import time
