@@ -259,13 +259,14 @@ class Search:
     def _maybe_migrate(self) -> None:
         """Every `migration_every` children, a migration (`Evolution.migrants`), recorded as
         `migrant` records (the fitness travels with the program), so a resume replays it. A round
-        is islands x migrants records, so the rounds done are counted from the history."""
+        is islands x migrants records, written whole even past the budget (a round cut by the
+        budget would start again on resume, and a resumed run would differ from one run at once),
+        so the rounds done are counted from the history."""
         s = self.cfg.search
         if s.islands < 2:
             return
         size = s.islands * s.migrants
-        while self.stats.sources["migrant"] // size < self._children_done() // s.migration_every \
-                and len(self.records) < s.evaluations:
+        while self.stats.sources["migrant"] // size < self._children_done() // s.migration_every:
             for rec, to in self.evo.migrants():
                 self._record(rec.program, rec.id, f"migrant from island {rec.island}", 0, rec.fingerprint,
                              dataclasses.replace(rec.evaluation.reused(), seconds=0.0), "migrant", to)

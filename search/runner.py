@@ -69,7 +69,10 @@ def _reap_with_driver() -> None:
     """The local instance dies with this process, even by kill -9 (`search.reaper`)."""
     import os
     import subprocess
-    session = ray._private.worker._global_node.session_name
+    try:
+        session = ray._private.worker._global_node.session_name  # Ray keeps it private
+    except AttributeError:  # another Ray: no reaper, Ray's own clean-up only
+        return
     subprocess.Popen([sys.executable, "-m", "search.reaper", str(os.getpid()), session], start_new_session=True,
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
