@@ -283,7 +283,7 @@ def task_folder(name: str) -> str | None:
     import importlib.util
     from pathlib import Path
     where, sep, _ = name.rpartition(":")
-    if name in _REGISTRY and _REGISTRY[name].__module__.startswith("proxy_tasks.") or not sep or not where:
+    if (name in _REGISTRY and _REGISTRY[name].__module__.startswith("proxy_tasks.")) or not sep or not where:
         return None
     if where.endswith(".py"):
         return str(Path(where).expanduser().resolve().parent)

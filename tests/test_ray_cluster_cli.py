@@ -16,37 +16,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from search.reaper import _processes, session_processes
+
 ROOT = Path(__file__).parent.parent
 RAY = str(Path(sys.executable).parent / "ray")
 pytestmark = pytest.mark.slow
 
 
 def _cmdlines() -> dict[int, str]:
-    out = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                out[int(d.name)] = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                pass
-    return out
-
-
-def _children(pids: set[int]) -> set[int]:
-    found = set(pids)
-    while True:
-        more = set()
-        for d in Path("/proc").iterdir():
-            if d.name.isdigit():
-                try:
-                    ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError, ValueError):
-                    continue
-                if ppid in found and int(d.name) not in found:
-                    more.add(int(d.name))
-        if not more:
-            return found
-        found |= more
+    return {p: cmd for p, (_, cmd, _) in _processes().items()}
 
 
 @pytest.fixture
@@ -68,8 +46,7 @@ def cluster(tmp_path):
         yield f"127.0.0.1:{port}", session
     finally:
         if session:
-            mine = {p for p, c in _cmdlines().items() if session in c}
-            for p in _children(mine):
+            for p in session_processes(session):
                 try:
                     os.kill(p, signal.SIGKILL)
                 except OSError:
