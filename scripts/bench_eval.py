@@ -2,7 +2,7 @@
 hand-written optax AdamW loop, on the digits MLP task, in one run.
 
     python scripts/bench_eval.py [--programs 200] [--jit-programs 8] [--statements 20] [--set steps=200 ...]
-                                 [--k-seeds 1 2 4 8]
+                                 [--k-seeds 1 2 4 8] [--vmap-programs 1 8 32] [--device cpu|gpu]
 
 Programs are random valid programs of `--statements` statements (search.mutation.random_program,
 checked with dsl.check, distinct by functional hash); the engine trains them after dead-code
@@ -10,7 +10,10 @@ removal, as the search does. Reported: candidates/s (with and without the one-ti
 per-candidate training time, and the ratios. The engine runs the programs twice: first with a cold
 compile, then as a fresh Evaluator that loads the interpreter from the on-disk compile cache (what
 a new Ray worker, funnel stage or later run pays). The cache starts empty: a temporary directory.
-Last, one program on k seeds in one executable against one seed (what a k-seed fitness costs).
+Then one program on k seeds in one executable against one seed (what a k-seed fitness costs).
+Last, P programs of one length bucket in one executable (`jax.vmap` over the program's arrays: the
+op switch becomes a select that computes every op) against one program at a time: on a CPU the
+all-branch cost loses, on a GPU the wider batch may pay for it.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ from tqdm import tqdm
 
 import dsl
 import proxy_tasks
-from proxy_tasks.engine import BUCKETS, prepare
+from proxy_tasks.engine import BUCKETS, encode, interpreter, prepare
 
 
 def random_programs(n: int, n_statements: int, seed: int) -> list[dsl.Program]:
@@ -122,6 +125,39 @@ def handwritten_adamw(task, lr: float = 3e-3):
     return run
 
 
+def vmapped_programs(task, data, programs: list[dsl.Program], sizes: list[int]) -> tuple[float, list]:
+    """Per-candidate seconds of programs of the smallest bucket, one seed each: one program per
+    executable call (the interpreter as the search runs it), then P at once (vmap over the
+    program arrays) as (P, seconds). Only programs that train all their steps take part (a
+    diverging one stops early when alone, not in a batch); a batch larger than their number
+    repeats them (under vmap every op is computed anyway, whatever the program)."""
+    L = min(BUCKETS)
+    single = interpreter(task, L)
+    batched = jax.jit(jax.vmap(single, in_axes=(0, None, None)))
+    seeds = jnp.zeros(1, jnp.int32)
+    enc = [e.arrays() for e in map(encode, programs) if e.bucket == L]
+    enc = [e for e in enc if int(single(e, seeds, data)[2][0]) == 0]
+
+    def timed(fn, arrays, repeat=3):
+        jax.block_until_ready(fn(arrays, seeds, data))  # compile (or warm)
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            jax.block_until_ready(fn(arrays, seeds, data))
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
+
+    if not enc:
+        print(f"# vmap over programs skipped: no random program of bucket {L} trained all its steps")
+        return None, []
+    one = statistics.median(timed(single, e) for e in enc[:8])
+    rows = []
+    for P in sorted(set(sizes)):
+        batch = [enc[i % len(enc)] for i in range(P)]
+        rows.append((P, timed(batched, {k: jnp.stack([e[k] for e in batch]) for k in enc[0]}) / P))
+    return one, rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", default="digits_mlp")
@@ -131,16 +167,24 @@ def main(argv=None) -> int:
     ap.add_argument("--optax-runs", type=int, default=20, help="runs of the hand-written optax loop")
     ap.add_argument("--k-seeds", type=int, nargs="+", default=[1, 2, 4, 8],
                     help="seeds per evaluation for the k-seed comparison")
+    ap.add_argument("--vmap-programs", type=int, nargs="+", default=[1, 8, 32],
+                    help="programs per executable for the vmap-over-programs comparison")
+    ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="where JAX runs")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE", help="task size knobs")
     args = ap.parse_args(argv)
+    jax.config.update("jax_platforms", "cuda" if args.device == "gpu" else "cpu")
+    try:
+        jax.devices()
+    except RuntimeError as e:
+        raise SystemExit(f"--device {args.device}: JAX finds no such device ({e})")
     size = {}
     for kv in args.set:
         k, _, v = kv.partition("=")
         size[k] = float(v) if "." in v or "e" in v else int(v)
     task = proxy_tasks.get_task(args.task, **size)
     data = task.data()
-    print(f"# {task!r} on {jax.devices()[0].platform}, jax {jax.__version__}")
+    print(f"# {task!r} on {jax.devices()[0].platform} ({jax.devices()[0].device_kind}), jax {jax.__version__}")
 
     t = time.perf_counter()
     progs = random_programs(args.programs, args.statements, args.seed)
@@ -200,6 +244,9 @@ def main(argv=None) -> int:
             ev.evaluate(p, seeds)  # compile for k seeds
             k_rows.append((name, k, statistics.median(ev.evaluate(p, seeds).seconds for _ in range(5))))
 
+    # 5. many programs in one executable (vmap over programs) against one at a time
+    v_one, v_rows = vmapped_programs(task, data, progs, args.vmap_programs)
+
     shutil.rmtree(_CACHE, ignore_errors=True)
     eng_cps = len(progs) / engine_total
     disk_cps = len(progs) / engine_total_disk
@@ -236,6 +283,15 @@ def main(argv=None) -> int:
     one = {name: s for name, k, s in k_rows if k == min(args.k_seeds)}
     for name, k, s in k_rows:
         print(f"| {name} | {k} | {s:.4f} | {s / one[name]:.2f} | {k:.2f} | {0.5 + 0.5 * k:.2f} |")
+    if v_one is None:
+        return 0
+    print()
+    print(f"| programs per executable (bucket {min(BUCKETS)}, 1 seed) | per candidate s | candidates/s | "
+          "speed-up over one at a time |")
+    print("|---|---|---|---|")
+    print(f"| 1, the op switch (as the search runs) | {v_one:.4f} | {1 / v_one:.2f} | 1.00x |")
+    for P, s in v_rows:
+        print(f"| {P} (vmap: every op computed) | {s:.4f} | {1 / s:.2f} | {v_one / s:.2f}x |")
     return 0
 
 
