@@ -55,9 +55,9 @@ class PipelineConfig(RunConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.search.mutation.max_statements > MAX_STATEMENTS:  # the survivor must be simplifiable
-            raise ValueError(f"search.mutation.max_statements: at most {MAX_STATEMENTS} for the whole method "
-                             f"(the longest program simplification takes), got {self.search.mutation.max_statements}")
+        if self.search_space.max_statements > MAX_STATEMENTS:  # the survivor must be simplifiable
+            raise ValueError(f"search_space.max_statements: at most {MAX_STATEMENTS} for the whole method "
+                             f"(the longest program simplification takes), got {self.search_space.max_statements}")
 
 
 def load_pipeline(path: str | Path) -> PipelineConfig:

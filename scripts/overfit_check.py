@@ -30,7 +30,7 @@ def check(run: Path, top: int, unseen: list[int]) -> dict:
     task = cfg["task"]
     ev = proxy_tasks.Evaluator(task["name"], **task.get("size", {}))
     picks = candidates_of(run, top)
-    warm = ev.evaluate(dsl.load(cfg["search"]["warm_start"]), unseen).loss
+    warm = ev.evaluate(dsl.load(cfg["search_space"]["warm_start"][0]), unseen).loss
     rows = []
     for c in picks:
         rows.append({"id": c["id"], "train": c["fitness"], "unseen": ev.evaluate(dsl.parse(c["program"]), unseen).loss})

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from .mutation import MutationConfig
+from .mutation import MutationConfig, SearchSpace
 
 
 class ConfigError(ValueError):
@@ -92,6 +92,11 @@ def _check(tp, value, where: str):
     raise ConfigError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {_quote(value)}")
 
 
+# keys that the search_space section took over: an old config is told where each went
+MOVED = {("SearchConfig", "warm_start"), ("MutationConfig", "ops"), ("MutationConfig", "max_statements"),
+         ("MutationConfig", "constant_prob")}
+
+
 def from_dict(cls, data, where: str):
     """Build dataclass `cls` from a mapping; unknown keys and wrong types are errors naming `where`."""
     if data is None:
@@ -101,6 +106,10 @@ def from_dict(cls, data, where: str):
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
+    moved = [k for k in unknown if (cls.__name__, k) in MOVED]
+    if moved:
+        raise ConfigError(f"{where.rstrip(':')}: key {moved[0]!r} has moved to the search_space section "
+                          f"(search_space.{moved[0]})")
     if unknown:
         raise ConfigError(f"{where.rstrip(':')}: unknown key {unknown[0]!r} (valid keys: {', '.join(fields)})")
     kwargs = {k: _check(hints[k], v, f"{where}.{k}".lstrip(".").replace(":.", ": ")) for k, v in data.items()}
@@ -145,7 +154,6 @@ class SearchConfig:
     population: int = 100
     tournament: int = 10
     evaluations: int = 1000  # budget: children given a fitness (trained or answered by the cache)
-    warm_start: str = "adamw_warmstart"  # a built-in name or an .opt path
     restart_after: int = 0  # evaluations without improvement before restarting from the best; 0: never
     timeout_s: float = 120.0  # a candidate training longer than this is scored as a failure
     checkpoint_every: int = 100  # evaluations between population checkpoints
@@ -184,18 +192,34 @@ class SearchConfig:
             raise ValueError(f"max_minutes: expected a positive number of minutes, got {self.max_minutes}")
         if self.restart_after < 0:
             raise ValueError(f"restart_after: expected 0 (never) or more, got {self.restart_after}")
+
+
+@dataclass(frozen=True)
+class SearchSpaceConfig(SearchSpace):
+    """The config's `search_space` section: what the mutations may write (`SearchSpace`) and where
+    the search starts: one warm start, or several (each trained and put in the first population;
+    random search draws its start among them)."""
+    warm_start: str | tuple[str, ...] = "adamw_warmstart"  # built-in names or .opt paths
+
+    def __post_init__(self):
+        super().__post_init__()
+        names = (self.warm_start,) if isinstance(self.warm_start, str) else tuple(self.warm_start)
+        object.__setattr__(self, "warm_start", names)
+        if not names or len(set(names)) < len(names):
+            raise ValueError(f"warm_start: one program or a list of distinct ones is needed, got {_quote(list(names))}")
         import dsl
-        try:
-            warm = dsl.load(self.warm_start)
-        except dsl.ProgramError as e:
-            raise ValueError(f"warm_start: {e}") from None
-        if not dsl.check(warm):
-            raise ValueError(f"warm_start: {self.warm_start} fails abstract execution: {dsl.check(warm).reason}")
         from proxy_tasks.engine import BUCKETS
-        live = len(dsl.strip_dead_code(warm.inline_params()))
-        if live > max(BUCKETS):  # every evaluation would fail
-            raise ValueError(f"warm_start: {self.warm_start} has {live} live statements; the engine trains "
-                             f"programs of up to {max(BUCKETS)}")
+        for name in names:
+            try:
+                warm = dsl.load(name)
+            except dsl.ProgramError as e:
+                raise ValueError(f"warm_start: {e}") from None
+            if not dsl.check(warm):
+                raise ValueError(f"warm_start: {name} fails abstract execution: {dsl.check(warm).reason}")
+            live = len(dsl.strip_dead_code(warm.inline_params()))
+            if live > max(BUCKETS):  # every evaluation would fail
+                raise ValueError(f"warm_start: {name} has {live} live statements; the engine trains "
+                                 f"programs of up to {max(BUCKETS)}")
 
 
 @dataclass(frozen=True)
@@ -213,6 +237,7 @@ class RayConfig:
 class RunConfig:
     task: TaskConfig = TaskConfig()
     search: SearchConfig = SearchConfig()
+    search_space: SearchSpaceConfig = SearchSpaceConfig()
     ray: RayConfig = RayConfig()
     seed: int = 0
 

@@ -8,7 +8,7 @@ the checks that spare training (dead-code-only children, the `FitnessCache`), th
 (`WorkerPool.map`), the history. The history is the source of truth: population, cache, best and
 counters are all rebuilt from it on resume, so a killed run loses at most its in-flight work.
 Child k is drawn with the random stream (seed, k), so a one-worker run is exactly reproducible.
-With `method: random` the same loop is random search: every child is the warm start mutated k times
+With `method: random` the same loop is random search: every child is a warm start mutated k times
 (no tournament, no restarts), with the same checks that spare training.
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ import dsl
 from dsl import Program
 
 from .config import ConfigError, RunConfig, SearchConfig, to_dict
+from .mutation import SearchSpace
 from .mutation import mutate, random_walk
 from .record import Evaluation, HallOfFame, Record, best_distinct
 from .rundir import RunDir
@@ -76,10 +77,10 @@ class Child:
 class Evolution:
     """The strategy: populations (one, or `islands`), tournaments and mutation, as ask/tell."""
 
-    def __init__(self, cfg: SearchConfig, seed: int):
-        self.cfg, self.seed = cfg, seed
+    def __init__(self, cfg: SearchConfig, space: SearchSpace, seed: int):
+        self.cfg, self.space, self.seed = cfg, space, seed
         self.islands: list[deque[Record]] = [deque(maxlen=cfg.population) for _ in range(cfg.islands)]
-        self.warm: Record | None = None
+        self.warm: list[Record] = []  # the warm starts
         self.k = 0  # the next child's random stream (seed, k); child k lives on island k mod N
 
     @property
@@ -88,27 +89,28 @@ class Evolution:
         return [r for pop in self.islands for r in pop]
 
     def ask(self) -> Child:
-        """The next child: tournament and mutation (random search: the warm start mutated k times)."""
+        """The next child: tournament and mutation (random search: a warm start mutated k times)."""
         s = self.cfg
         rng = np.random.default_rng([self.seed, self.k])
         island = self.k % len(self.islands)
         self.k += 1
         if s.method == "random":
-            parent = self.warm
-            child = random_walk(parent.program, rng, s.mutation, int(rng.choice(s.random_depths)))
+            parent = self.warm[rng.integers(len(self.warm))] if len(self.warm) > 1 else self.warm[0]
+            child = random_walk(parent.program, rng, s.mutation, self.space, int(rng.choice(s.random_depths)))
         else:
             pop = list(self.islands[island])
             picks = rng.choice(len(pop), size=min(s.tournament, len(pop)), replace=False)
             parent = min((pop[i] for i in picks), key=lambda r: (r.loss, -r.id))
-            child = mutate(parent.program, rng, s.mutation)
+            child = mutate(parent.program, rng, s.mutation, self.space)
         return Child(child.program, dsl.strip_dead_code(child.program), parent, child.mutation, child.rejected, island)
 
     def tell(self, rec: Record) -> None:
         """Admit a result: it joins its island, and the oldest there ages out (a restart empties
-        the island; the warm start joins every island)."""
+        the island; a warm start joins every island)."""
         if rec.source == "restart":
             self.islands[rec.island].clear()
-        self.warm = self.warm or rec
+        if rec.source == "warm_start":
+            self.warm.append(rec)
         for pop in (self.islands if rec.source == "warm_start" else [self.islands[rec.island]]):
             pop.append(rec)
 
@@ -167,7 +169,7 @@ class Search:
             self.dir.release()
             raise
         self.dir.write_config(to_dict(cfg))
-        self.evo = Evolution(cfg.search, cfg.seed)
+        self.evo = Evolution(cfg.search, cfg.search_space, cfg.seed)
         self.cache = FitnessCache()
         self.records: list[Record] = []
         self.best: Record | None = None
@@ -286,11 +288,12 @@ class Search:
         self._start = time.monotonic()  # max_minutes counts from here
         bar = self.bar = _progress(self, s.evaluations) if self.progress else None
         try:
-            if not self.records:
-                warm = dsl.load(s.warm_start)  # validated with the config
-                live = dsl.strip_dead_code(warm.inline_params())
-                for fp, res in pool.map([(dsl.fingerprint(live), live)]):
-                    self._record(warm, None, "warm start", 0, fp, res, "warm_start")
+            todo = [dsl.load(n) for n in self.cfg.search_space.warm_start][len(self.evo.warm):]  # validated
+            if todo and len(self.records) == len(self.evo.warm):  # a run starts with its warm starts
+                lives = [dsl.strip_dead_code(w.inline_params()) for w in todo]
+                done = dict(pool.map([((i, dsl.fingerprint(live)), live) for i, live in enumerate(lives)]))
+                for (i, fp), res in sorted(done.items()):  # in the config's order, however they finished
+                    self._record(todo[i], None, "warm start", 0, fp, res, "warm_start")
                 _update(bar, self)
             self.evo.k = self.stats.sources["warm_start"] + self._children_done()  # resumed: the streams not yet used
             for (fp, child), res in pool.map(self._children()):

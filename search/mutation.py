@@ -3,91 +3,123 @@
 - insert: a random statement at a random place;
 - delete: a random statement;
 - modify: one argument of a statement (another slot, or a constant: an existing constant is
-  multiplied by 2^a, a ~ N(0, 1); otherwise a new draw from N(0, 1)), or its op (same arity).
-Redundant statements are allowed as stepping stones. A child that is malformed or fails abstract
-execution is re-mutated from its parent.
+  multiplied by 2^a, a ~ N(0, 1); otherwise a new draw from N(0, constant_scale^2)), or its op
+  (same arity).
+What they may write is the `SearchSpace` (the config's `search_space` section). Redundant
+statements are allowed as stepping stones. A child that is malformed or fails abstract execution is
+re-mutated from its parent.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 import dsl
 from dsl import Program, ProgramError, Statement
+from dsl.program import STEP
 
 KINDS = ("insert", "delete", "modify")
 
 
 @dataclass(frozen=True)
-class MutationConfig:
-    insert: float = 1.0
-    delete: float = 1.0
-    modify: float = 1.0
-    max_statements: int = 20  # an insert beyond this length is not proposed
-    constant_prob: float = 0.25  # chance that a new argument is a constant rather than a slot
-    max_tries: int = 100  # re-mutations from the parent before giving up on a child
+class SearchSpace:
+    """The programs a search may write (the config's `search_space` section, with its warm start)."""
     ops: tuple[str, ...] = ()  # the ops that inserts and op changes may use; empty: the whole table
+    max_statements: int = 20  # an insert beyond this length is not proposed
+    # the inputs a new argument may read (and the memory slots an insert may write); `step`, the
+    # 1-based step count, is an input too: a program that reads it declares it in its signature
+    inputs: tuple[str, ...] = dsl.INPUTS
+    constant_prob: float = 0.25  # chance that a new argument is a constant rather than a slot
+    constant_scale: float = 1.0  # a new constant is drawn from N(0, constant_scale^2)
 
     def __post_init__(self):
-        w = (self.insert, self.delete, self.modify)
-        if min(w) < 0 or sum(w) <= 0:
-            raise ValueError("mutation weights must be >= 0 and not all 0")
-        for key in ("max_statements", "max_tries"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key}: must be at least 1, got {getattr(self, key)}")
+        if self.max_statements < 1:
+            raise ValueError(f"max_statements: must be at least 1, got {self.max_statements}")
         if not 0 <= self.constant_prob <= 1:
             raise ValueError(f"constant_prob: must be between 0 and 1, got {self.constant_prob}")
+        if self.constant_scale <= 0:
+            raise ValueError(f"constant_scale: must be positive, got {self.constant_scale}")
         unknown = [o for o in self.ops if o not in dsl.OPS]
         if unknown:
             raise ValueError(f"ops: unknown op {unknown[0]!r} (see `lionsearch ops`)")
+        known = dsl.INPUTS + (STEP,)
+        bad = [x for x in self.inputs if x not in known]
+        if bad or not self.inputs:
+            raise ValueError(f"inputs: expected some of {', '.join(known)}, got {bad[0] if bad else 'none'}")
 
     @property
     def op_names(self) -> tuple[str, ...]:
         return self.ops or dsl.OP_NAMES
 
 
-def _slots_before(p: Program, i: int) -> list[str]:
-    """Names readable by statement i: the inputs and earlier outputs, in a stable order."""
-    names = list(p.inputs)
+@dataclass(frozen=True)
+class MutationConfig:
+    """How children are made: the weights of the three mutations (what they may write is the
+    `SearchSpace`)."""
+    insert: float = 1.0
+    delete: float = 1.0
+    modify: float = 1.0
+    max_tries: int = 100  # re-mutations from the parent before giving up on a child
+
+    def __post_init__(self):
+        w = (self.insert, self.delete, self.modify)
+        if min(w) < 0 or sum(w) <= 0:
+            raise ValueError("mutation weights must be >= 0 and not all 0")
+        if self.max_tries < 1:
+            raise ValueError(f"max_tries: must be at least 1, got {self.max_tries}")
+
+
+def _slots_before(p: Program, i: int, space: SearchSpace) -> list[str]:
+    """Names a new argument of statement i may read: the allowed inputs and earlier outputs, in a
+    stable order."""
+    names = [x for x in dsl.INPUTS + (STEP,) if x in space.inputs]
     for s in p.statements[:i]:
         if s.out not in names:
             names.append(s.out)
     return names
 
 
-def _new_arg(rng: np.random.Generator, slots: list[str], cfg: MutationConfig):
-    if rng.random() < cfg.constant_prob:
-        return float(rng.normal())
+def _with(p: Program, statements) -> Program:
+    """`p` with new statements; it declares `step` once a statement reads it."""
+    uses_step = p.uses_step or any(a == STEP for s in statements for a in s.args)
+    return Program(tuple(statements), p.params, uses_step, p.name)
+
+
+def _new_arg(rng: np.random.Generator, slots: list[str], space: SearchSpace):
+    if rng.random() < space.constant_prob:
+        return float(rng.normal() * space.constant_scale)
     return slots[rng.integers(len(slots))]
 
 
-def _insert(p: Program, rng, cfg: MutationConfig) -> tuple[Program, str]:
+def _insert(p: Program, rng, space: SearchSpace) -> tuple[Program, str]:
     i = int(rng.integers(len(p) + 1))
-    slots = _slots_before(p, i)
-    ops = cfg.op_names
+    slots = _slots_before(p, i, space)
+    ops = space.op_names
     op = dsl.OPS[ops[rng.integers(len(ops))]]
-    args = tuple(_new_arg(rng, slots, cfg) for _ in range(op.arity))
-    temps = [n for n in slots if n not in p.inputs]
+    args = tuple(_new_arg(rng, slots, space) for _ in range(op.arity))
+    temps = [n for n in slots if n not in p.inputs and n != STEP]
     fresh = next(f"t{k}" for k in range(len(p) + 2) if f"t{k}" not in slots)
-    choices = ["update", "m", "v", fresh] + temps  # overwrite an output, a temporary, or a new one
+    # overwrite an output (memory only where it may be read), a temporary, or a new one
+    choices = ["update"] + [x for x in dsl.MEMORY if x in space.inputs] + [fresh] + temps
     out = choices[rng.integers(len(choices))]
     s = Statement(out, op.name, args)
-    return p.replace(p.statements[:i] + (s,) + p.statements[i:]), f"insert {i}: {dsl.text.statement_text(s)}"
+    return _with(p, p.statements[:i] + (s,) + p.statements[i:]), f"insert {i}: {dsl.text.statement_text(s)}"
 
 
-def _delete(p: Program, rng, cfg) -> tuple[Program, str]:
+def _delete(p: Program, rng, space) -> tuple[Program, str]:
     i = int(rng.integers(len(p)))
     return p.replace(p.statements[:i] + p.statements[i + 1:]), f"delete {i}: {dsl.text.statement_text(p.statements[i])}"
 
 
-def _modify(p: Program, rng, cfg: MutationConfig) -> tuple[Program, str]:
+def _modify(p: Program, rng, space: SearchSpace) -> tuple[Program, str]:
     i = int(rng.integers(len(p)))
     s = p.statements[i]
     args = list(s.args)
     j = int(rng.integers(len(args) + 1))
     if j == len(args):  # the op, to another of the same arity
-        same = [n for n in cfg.op_names if dsl.OPS[n].arity == len(args) and n != s.op]
+        same = [n for n in space.op_names if dsl.OPS[n].arity == len(args) and n != s.op]
         if not same:
             raise ProgramError(f"no other op of arity {len(args)} to switch {s.op} to")
         new = Statement(s.out, same[rng.integers(len(same))], s.args)
@@ -95,21 +127,22 @@ def _modify(p: Program, rng, cfg: MutationConfig) -> tuple[Program, str]:
         if isinstance(args[j], float) and rng.random() < 0.5:
             args[j] = args[j] * 2.0 ** rng.normal()
         else:
-            args[j] = _new_arg(rng, _slots_before(p, i), cfg)
+            args[j] = _new_arg(rng, _slots_before(p, i, space), space)
         new = Statement(s.out, s.op, tuple(args))
-    return (p.replace(p.statements[:i] + (new,) + p.statements[i + 1:]),
+    return (_with(p, p.statements[:i] + (new,) + p.statements[i + 1:]),
             f"modify {i}: {dsl.text.statement_text(s)} -> {dsl.text.statement_text(new)}")
 
 
 _MUTATE = {"insert": _insert, "delete": _delete, "modify": _modify}
 
 
-def mutate_once(p: Program, rng: np.random.Generator, cfg: MutationConfig = MutationConfig()) -> tuple[Program, str]:
+def mutate_once(p: Program, rng: np.random.Generator, cfg: MutationConfig = MutationConfig(),
+                space: SearchSpace = SearchSpace()) -> tuple[Program, str]:
     """One random mutation; may return a malformed program's error as ProgramError."""
-    w = np.array([cfg.insert if len(p) < cfg.max_statements else 0.0,
+    w = np.array([cfg.insert if len(p) < space.max_statements else 0.0,
                   cfg.delete if len(p) > 1 else 0.0, cfg.modify], float)
     kind = KINDS[rng.choice(3, p=w / w.sum())]
-    return _MUTATE[kind](p, rng, cfg)
+    return _MUTATE[kind](p, rng, space)
 
 
 @dataclass(frozen=True)
@@ -119,13 +152,14 @@ class Child:
     rejected: int  # children thrown away (malformed or failing abstract execution) before this one
 
 
-def mutate(parent: Program, rng: np.random.Generator, cfg: MutationConfig = MutationConfig()) -> Child:
+def mutate(parent: Program, rng: np.random.Generator, cfg: MutationConfig = MutationConfig(),
+           space: SearchSpace = SearchSpace()) -> Child:
     """A valid child of `parent`: mutations that break the program are re-drawn from the parent."""
     parent = parent.inline_params()
     rejected = 0
     for _ in range(cfg.max_tries):
         try:
-            child, what = mutate_once(parent, rng, cfg)
+            child, what = mutate_once(parent, rng, cfg, space)
         except ProgramError:
             rejected += 1
             continue
@@ -137,23 +171,24 @@ def mutate(parent: Program, rng: np.random.Generator, cfg: MutationConfig = Muta
     raise RuntimeError(f"no valid child of this program after {cfg.max_tries} tries:\n{dsl.to_text(parent)}")
 
 
-def random_walk(start: Program, rng: np.random.Generator, cfg: MutationConfig, depth: int) -> Child:
+def random_walk(start: Program, rng: np.random.Generator, cfg: MutationConfig, space: SearchSpace,
+                depth: int) -> Child:
     """`start` mutated `depth` times in a row, every step a valid child (random search's
     candidate: as far from the warm start as a lineage of the search of that length)."""
     p, rejected = start, 0
     for _ in range(depth):
-        child = mutate(p, rng, cfg)
+        child = mutate(p, rng, cfg, space)
         p, rejected = child.program, rejected + child.rejected
     return Child(p, f"random walk of {depth} mutations", rejected)
 
 
-def random_program(rng: np.random.Generator, n_statements: int, cfg: MutationConfig = MutationConfig(),
+def random_program(rng: np.random.Generator, n_statements: int, space: SearchSpace = SearchSpace(),
                    start: Program | None = None) -> Program:
     """A random valid program of about `n_statements` statements, grown by inserts from `start`
     (signsgd by default); for benchmarks and tests."""
     p = (start or dsl.load("signsgd")).inline_params()
-    grow = MutationConfig(insert=1, delete=0, modify=0.2, max_statements=max(n_statements, 1),
-                          constant_prob=cfg.constant_prob, ops=cfg.ops)
+    grow = MutationConfig(insert=1, delete=0, modify=0.2)
+    space = dataclasses.replace(space, max_statements=max(n_statements, 1))
     while len(p) < n_statements:
-        p = mutate(p, rng, grow).program
+        p = mutate(p, rng, grow, space).program
     return p

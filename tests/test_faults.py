@@ -116,11 +116,11 @@ BAD_CONFIGS = [
     ("search: {population: ten}\n", "search.population: expected int, got 'ten'"),
     ("search: {populaton: 10}\n", "search: unknown key 'populaton' (valid keys: population,"),
     ("search: {mutation: {insert: .nan}}\n", "search.mutation.insert: expected a finite number, got nan"),
-    ("search: {mutation: {max_statements: -1}}\n", "search.mutation.max_statements: must be at least 1, got -1"),
+    ("search_space: {max_statements: -1}\n", "search_space.max_statements: must be at least 1, got -1"),
     ("search: {mutation: {max_tries: 0}}\n", "search.mutation.max_tries: must be at least 1, got 0"),
-    ("search: {mutation: {constant_prob: -3}}\n", "search.mutation.constant_prob: must be between 0 and 1, got -3.0"),
+    ("search_space: {constant_prob: -3}\n", "search_space.constant_prob: must be between 0 and 1, got -3.0"),
     ("search: {restart_after: -5}\n", "search.restart_after: expected 0 (never) or more, got -5"),
-    ("search: {warm_start: nosuch}\n", "search.warm_start: unknown program 'nosuch'"),
+    ("search_space: {warm_start: nosuch}\n", "search_space.warm_start: unknown program 'nosuch'"),
     ("seed: -1\n", "seed: expected 0 or more, got -1"),
     ("ray: {workers: 0}\n", "ray: workers and num_cpus must be at least 1, got 0 and None"),
     ("ray: {num_cpus: 0}\n", "ray: workers and num_cpus must be at least 1, got 2 and 0"),
@@ -475,9 +475,9 @@ def test_simplify_refuses_a_program_longer_than_it_takes_before_any_work(tmp_pat
 
 
 def test_a_whole_method_config_whose_programs_could_not_be_simplified_is_refused(tmp_path, capsys):
-    (tmp_path / "c.yaml").write_text("search: {mutation: {max_statements: 500}}\n")
+    (tmp_path / "c.yaml").write_text("search_space: {max_statements: 500}\n")
     msg = fails(["run", str(tmp_path / "c.yaml"), "--run-dir", str(tmp_path / "run")], capsys)
-    assert msg.endswith("c.yaml: search.mutation.max_statements: at most 100 for the whole method "
+    assert msg.endswith("c.yaml: search_space.max_statements: at most 100 for the whole method "
                         "(the longest program simplification takes), got 500")
     assert not (tmp_path / "run").exists()
 

@@ -87,7 +87,7 @@ def test_shipped_quickstart_config_loads():
     from pathlib import Path
     cfg = load_pipeline(Path(__file__).parent.parent / "configs" / "quickstart.yaml")
     assert cfg.task.name == "digits_vit" and [s.name for s in cfg.funnel.stages] == ["A", "B", "C"]
-    assert cfg.search.warm_start == "adamw_warmstart"
+    assert cfg.search_space.warm_start == ("adamw_warmstart",) and cfg.search_space.max_statements == 30
     assert cfg.simplify.tune_trainings == 600 and cfg.simplify.max_trainings == 1200
 
 

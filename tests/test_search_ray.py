@@ -215,3 +215,23 @@ def test_islands_evolve_apart_migrate_and_resume_exactly(local_ray, tmp_path, ca
         assert f"island {i}: {n} children, best {best['fitness']:.4f} (id {best['id']})" in out
     with pytest.raises(ValueError, match="more than one island takes neither restarts"):
         config(islands=2, restart_after=5)
+
+
+def test_the_search_space_section_shapes_a_real_search(local_ray, tmp_path):
+    """Several warm starts are each trained first, in the config's order, and parent children (random
+    search starts from either); children use only the configured ops and inputs."""
+    from search.config import SearchSpaceConfig
+    space = SearchSpaceConfig(warm_start=("adamw_warmstart", "lion"), ops=("sign", "mul", "add", "interp"),
+                              inputs=("g", "m", "v", "lr", "step"), max_statements=12)
+    for method, evaluations in (("evolution", 16), ("random", 12)):
+        cfg = dataclasses.replace(config(evaluations=evaluations, workers=1, method=method), search_space=space)
+        run_search(cfg, tmp_path / method, progress=False)
+        recs = history(tmp_path / method)
+        assert [r["source"] for r in recs[:2]] == ["warm_start"] * 2 and recs[2]["source"] != "warm_start"
+        assert [dsl.parse(r["program"]) for r in recs[:2]] == [dsl.load("adamw_warmstart"), dsl.load("lion")]
+        warm_ops = {s.op for n in space.warm_start for s in dsl.load(n).statements}
+        for r in recs[2:]:
+            p = dsl.parse(r["program"])
+            assert {s.op for s in p.statements} <= warm_ops | set(space.ops) and len(p) <= 12
+        if method == "random":  # every child is a walk from one of the two warm starts, and both are used
+            assert {r["parent"] for r in recs[2:]} == {0, 1}

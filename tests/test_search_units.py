@@ -1,11 +1,13 @@
 """Mutation, config validation and the search strategy, without training."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 import dsl
 from search.config import ConfigError, RunConfig, load_config, to_dict, from_dict
-from search.mutation import MutationConfig, mutate, mutate_once, random_program
+from search.mutation import MutationConfig, SearchSpace, mutate, mutate_once, random_program
 from search.record import Evaluation, Record
 
 
@@ -51,10 +53,10 @@ def test_insert_respects_max_statements():
     rng = np.random.default_rng(3)
     p = random_program(rng, 6)
     assert len(p) == 6 and dsl.check(p)
-    cfg = MutationConfig(max_statements=6)
+    space = SearchSpace(max_statements=6)
     for _ in range(50):
         try:
-            child, what = mutate_once(p, rng, cfg)
+            child, what = mutate_once(p, rng, MutationConfig(), space)
         except dsl.ProgramError:  # a malformed child: mutate() re-draws those
             continue
         assert not what.startswith("insert")
@@ -81,8 +83,14 @@ def _write(tmp_path, text):
     ("search: {population: 5, tournament: 10}", "tournament must be between 1 and population"),
     ("bogus: 1", "c.yaml: unknown key 'bogus'"),
     ("task: [", "not valid YAML"),
-    ("search: {mutation: {ops: [sign, frobnicate]}}", "search.mutation.ops: unknown op 'frobnicate'"),
-    ("search: {warm_start: adamw_typo}", "search.warm_start: unknown program 'adamw_typo'"),
+    ("search_space: {ops: [sign, frobnicate]}", "search_space.ops: unknown op 'frobnicate'"),
+    ("search_space: {warm_start: adamw_typo}", "search_space.warm_start: unknown program 'adamw_typo'"),
+    ("search_space: {warm_start: [adamw_warmstart, nosuch]}", "search_space.warm_start: unknown program 'nosuch'"),
+    ("search_space: {warm_start: [lion, lion]}", "search_space.warm_start: one program or a list of distinct ones"),
+    ("search_space: {inputs: [g, grad]}", "search_space.inputs: expected some of w, g, m, v, lr, step, got grad"),
+    ("search_space: {constant_scale: 0}", "search_space.constant_scale: must be positive, got 0.0"),
+    ("search: {warm_start: lion}", "search: key 'warm_start' has moved to the search_space section (search_space.warm_start)"),
+    ("search: {mutation: {ops: [sign]}}", "search.mutation: key 'ops' has moved to the search_space section"),
 ])
 def test_config_errors_name_file_and_key(tmp_path, text, message):
     f = _write(tmp_path, text)
@@ -107,12 +115,41 @@ def test_shipped_configs_load():
 
 def test_mutation_can_be_restricted_to_some_ops():
     rng = np.random.default_rng(4)
-    cfg = MutationConfig(ops=("sign", "interp", "mul", "add"))
+    space = SearchSpace(ops=("sign", "interp", "mul", "add"))
     p = dsl.load("adamw_warmstart")
-    allowed = set(cfg.ops) | {s.op for s in p.statements}
+    allowed = set(space.ops) | {s.op for s in p.statements}
     for _ in range(100):
-        p = mutate(p, rng, cfg).program
+        p = mutate(p, rng, MutationConfig(), space).program
         assert {s.op for s in p.statements} <= allowed
+
+
+def _reads(p: dsl.Program) -> set[str]:
+    return {a for s in p.statements for a in s.args if isinstance(a, str)}
+
+
+def test_the_search_space_sets_what_new_arguments_read_and_how_constants_are_drawn():
+    rng = np.random.default_rng(5)
+    warm = dsl.load("adamw_warmstart").inline_params()
+    # without `w` and `lr` among the inputs, no new argument reads them (mutations never write an
+    # input, so any read of w or lr would be a read of the input)
+    start = dsl.parse("def train(w, g, m, v, lr):\n    update = sign(g)\n    return update, m, v\n")
+    space = SearchSpace(inputs=("g", "m", "v"), constant_prob=0.0)
+    p, reads = start, set()
+    for _ in range(300):
+        p = mutate(p, rng, MutationConfig(), space).program
+        reads |= _reads(p)
+        p = p if len(p) < 20 else start
+    assert {"g", "m", "v"} <= reads and not reads & {"w", "lr", "step"}
+    # with `step` allowed, a program that reads it declares it (and still passes every check)
+    space = SearchSpace(inputs=dsl.INPUTS + ("step",), ops=("mul", "add"), constant_prob=0.0)
+    seen = [c for c in (mutate(warm, rng, MutationConfig(), space).program for _ in range(300)) if "step" in _reads(c)]
+    assert seen and all(c.uses_step and "step" in dsl.to_text(c).splitlines()[0] for c in seen)
+    assert not any(c.uses_step for c in (mutate(warm, rng).program for _ in range(100)))  # not in the default space
+    # a new constant comes from N(0, constant_scale^2)
+    space = SearchSpace(ops=("mul",), constant_prob=1.0, constant_scale=100.0)
+    children = [mutate(warm, rng, MutationConfig(insert=1, delete=0, modify=0), space).program for _ in range(200)]
+    consts = [a for c in children for s in c.statements if s not in warm.statements for a in s.args]
+    assert len(consts) > 100 and 50 < np.std(consts) < 200
 
 
 @pytest.mark.parametrize("text, message", [
@@ -125,7 +162,7 @@ def test_mutation_can_be_restricted_to_some_ops():
     ("search: {timeout_s: .nan}", "search.timeout_s: expected a finite number, got nan"),
     ("search: {restart_after: -5}", "search.restart_after: expected 0 (never) or more, got -5"),
     ("seed: -1", "seed: expected 0 or more, got -1"),
-    ("search: {mutation: {constant_prob: -3}}", "constant_prob: must be between 0 and 1"),
+    ("search_space: {constant_prob: -3}", "constant_prob: must be between 0 and 1"),
     ("task: {name: logreg, seeds: [-1]}", "task.seeds: at least one seed, none negative"),
     ("a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(  # an alias bomb: 10^6 values from 7 lines
         f"{b}: &{b} [{', '.join([f'*{a}'] * 10)}]\n" for a, b in zip("abcde", "bcdef")) + "seed: *f\n",
@@ -163,7 +200,7 @@ def test_random_walk_is_the_start_mutated_depth_times():
     rng = np.random.default_rng(3)
     warm = dsl.load("adamw_warmstart").inline_params()
     for depth in (1, 5, 20):
-        child = random_walk(warm, rng, MutationConfig(), depth)
+        child = random_walk(warm, rng, MutationConfig(), SearchSpace(), depth)
         assert dsl.check(child.program) and child.mutation == f"random walk of {depth} mutations"
     with pytest.raises(ValueError, match="method: expected 'evolution' or 'random'"):
         from search.config import SearchConfig
@@ -181,8 +218,8 @@ def test_evolution_is_ask_tell_and_never_sees_training():
     from search.evolution import Evolution
 
     def drive(seed: int) -> list[str]:
-        evo = Evolution(SearchConfig(population=6, tournament=3), seed)
-        evo.tell(_rec(0))
+        evo = Evolution(SearchConfig(population=6, tournament=3), SearchSpace(), seed)
+        evo.tell(dataclasses.replace(_rec(0), source="warm_start"))
         texts = []
         for i in range(1, 40):
             c = evo.ask()
@@ -210,8 +247,8 @@ def test_fitness_cache_answers_equal_programs_and_holds_waiting_children():
 def test_a_warm_start_longer_than_the_engine_takes_is_refused_up_front(tmp_path):
     body = "".join(f"    m = m + g\n" for _ in range(40))
     (tmp_path / "long.opt").write_text(f"def train(w, g, m, v, lr):\n{body}    update = m * lr\n    return update, m, v\n")
-    f = _write(tmp_path, f"search: {{warm_start: {tmp_path / 'long.opt'}}}")
-    with pytest.raises(ConfigError, match="search.warm_start: .* has 41 live statements; the engine trains programs of up to 32"):
+    f = _write(tmp_path, f"search_space: {{warm_start: {tmp_path / 'long.opt'}}}")
+    with pytest.raises(ConfigError, match="search_space.warm_start: .* has 41 live statements; the engine trains programs of up to 32"):
         load_config(f)
 
 
