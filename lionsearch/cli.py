@@ -11,7 +11,7 @@ import dsl
 from search.inspect import is_run_dir
 
 from .cli_eval import add_eval_parser, check_tasks, knob, seed
-from .cli_inspect import add_export_parser, add_lineage_parser, add_ops_parser, add_plot_parser, add_show_parser
+from .cli_inspect import add_export_parser, add_lineage_parser, add_ops_parser, add_plot_parser, add_report_parser, add_show_parser
 from .cli_inspect import add_repair_parser, load_program, out_dir, out_file, run_config, write_out
 
 
@@ -278,7 +278,7 @@ def cmd_simplify(args) -> int:
 # Every subcommand, in the order `lionsearch --help` lists them; each module defines `add_X_parser(sub)`
 # beside its `cmd_X`, and the parser sets `func=cmd_X` for `main` to call.
 COMMANDS = (add_show_parser, add_search_parser, add_run_parser, add_select_parser, add_simplify_parser,
-            add_ops_parser, add_eval_parser, add_lineage_parser, add_plot_parser, add_export_parser,
+            add_ops_parser, add_eval_parser, add_lineage_parser, add_plot_parser, add_report_parser, add_export_parser,
             add_repair_parser)
 
 

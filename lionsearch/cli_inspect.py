@@ -4,6 +4,7 @@
     ops                        the op table
     lineage RUN [ID_OR_FP]     the mutation chain from the warm start to a program (default: the best)
     plot RUN [--out DIR]       PNGs of the search's progress and of its fitness distribution
+    report RUN [-o FILE]       one self-contained HTML page of a run (--watch: kept fresh while it runs)
     export PROGRAM --to T      stand-alone optax or PyTorch source for a program (or a run's best)
 """
 from __future__ import annotations
@@ -255,6 +256,35 @@ def cmd_plot(args) -> int:
         raise _fail("plot", e) from None
     for p in paths:
         print(p)
+    return 0
+
+
+def add_report_parser(sub) -> None:
+    sp = sub.add_parser("report", help="one self-contained HTML page of a run: plots, programs, lineage, funnel, "
+                                       "simplification, verdict")
+    sp.add_argument("run", help="run directory")
+    sp.add_argument("-o", "--out", metavar="FILE", help="the HTML file (default: RUN/report.html)")
+    sp.add_argument("--watch", action="store_true",
+                    help="rewrite the page (which then reloads itself) while a process holds the run directory")
+    sp.add_argument("--every", type=float, default=5.0, metavar="S", help="seconds between rewrites with --watch")
+    sp.set_defaults(func=cmd_report)
+
+
+def cmd_report(args) -> int:
+    from . import report
+    run = _run("report", args.run)
+    out = out_file("report", "--out" if args.out else "report file", args.out or Path(run) / "report.html")
+    if not args.every > 0:
+        raise SystemExit(f"lionsearch report: --every: expected a positive number of seconds, got {args.every}")
+    try:
+        if args.watch:
+            print(f"watching {run}: {out} is rewritten every {args.every:g} s while the run goes on", flush=True)
+            out = report.watch(run, out, args.every)
+        else:
+            out = report.write(run, out)
+    except (inspect.InspectError, RunDirError, OSError) as e:
+        raise _fail("report", e) from None
+    print(out)
     return 0
 
 

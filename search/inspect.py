@@ -242,12 +242,15 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
                 label="best so far")
         ax.axhline(first, color="gray", ls="--", lw=0.8, label=f"first result ({first:.4g})")
         ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.02 * (hi - lo))
+        if (~ok).any():  # failures (NaN, divergence, timeouts): marked along the top
+            ax.scatter(ids[~ok], np.full((~ok).sum(), hi), s=12, marker="x", alpha=0.4, color="tab:red",
+                       label=f"{(~ok).sum()} failures")
     restarts = [r.id for r in recs if r.source == "restart"]
     for k, x in enumerate(restarts):
         ax.axvline(x, color="green", lw=0.6, alpha=0.5, label="restart" if k == 0 else None)
     fails = int((~ok).sum())
     ax.set_title(f"{name}: best validation loss over {len(recs)} evaluations"
-                 + (f" ({fails} failures not shown)" if fails else ""), fontsize=10)
+                 + (f" ({fails} failures)" if fails else ""), fontsize=10)
     ax.set_xlabel("evaluation")
     ax.set_ylabel("validation loss (lower is better)")
     ax.grid(alpha=0.3)

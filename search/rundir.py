@@ -89,6 +89,22 @@ def repair_history(run_dir: str | Path) -> tuple[int, Path | None]:
     return kept, aside
 
 
+def holder(run_dir: str | Path) -> int | None:
+    """The pid of the process that holds the run directory (`RunDir.acquire`), or None where none
+    does (the run ended, or was killed)."""
+    lock = Path(run_dir) / LOCK
+    if not lock.is_file():
+        return None
+    with open(lock) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = f.read().strip()
+            return int(pid) if pid.isdigit() else -1  # held, by a pid not yet written
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return None
+
+
 class RunDir:
     """Writes a run directory; `history` is append-only and durable line by line."""
 

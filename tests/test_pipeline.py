@@ -21,12 +21,22 @@ simplify: {tolerance: 0.05}
 """
 
 
-def test_run_does_every_stage_and_writes_final_opt(local_ray, tmp_path, capsys):
-    cfg_file = tmp_path / "short.yaml"
+@pytest.fixture(scope="module")
+def short_run(local_ray, tmp_path_factory):
+    """The whole method on the short config: (config file, run directory, what it printed)."""
+    import contextlib
+    import io
+    tmp = tmp_path_factory.mktemp("pipeline")
+    cfg_file, run = tmp / "short.yaml", tmp / "run"
     cfg_file.write_text(CONFIG)
-    run = tmp_path / "run"
-    assert main(["run", str(cfg_file), "--run-dir", str(run), "--no-progress"]) == 0
-    out = capsys.readouterr().out
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["run", str(cfg_file), "--run-dir", str(run), "--no-progress"]) == 0
+    return cfg_file, run, printed.getvalue()
+
+
+def test_run_does_every_stage_and_writes_final_opt(short_run, capsys):
+    cfg_file, run, out = short_run
     # resumed after the funnel (say, killed while simplifying): the search and the funnel
     # are not run again, and the same final program comes out
     selection, final_text = (run / "selection.json").read_bytes(), (run / "final.opt").read_text()
@@ -123,3 +133,46 @@ def test_choose_takes_the_candidate_that_went_furthest():
     assert furthest(report["candidates"], ["A", "B", "C"])["id"] == 3
     report["candidates"] += [row(4, True, A=0.9, B=0.9, C=0.9), row(5, True, A=0.9, B=0.9, C=0.8)]
     assert choose(report)["id"] == 5  # the best survivor on the last stage
+
+
+def _sections(page: str) -> dict[str, str]:
+    import re
+    return dict(re.findall(r'<section id="(\w+)">(.*?)</section>', page, re.S))
+
+
+def test_report_of_a_finished_run_has_every_section(short_run, tmp_path):
+    _, run, _ = short_run
+    assert main(["report", str(run)]) == 0
+    got = _sections((run / "report.html").read_text())
+    assert list(got) == ["config", "progress", "pareto", "best", "lineage", "spared", "funnel", "simplify", "final"]
+    assert all('<p class="missing">' not in body for body in got.values())  # nothing missing
+    result = json.loads((run / "final.json").read_text())
+    assert f"verdict: {result['verdict']}" in got["final"] and f"candidate {result['candidate']}" in got["lineage"]
+    assert "<table>" in got["funnel"] and "<table>" in got["simplify"] and "<pre>" in got["best"]
+
+
+def test_report_renders_in_a_real_browser(short_run, tmp_path):
+    """Headless Chromium loads the report of the whole method's run: no console message (the page
+    reports an image that did not decode), every section shown, a screenshot that is not blank."""
+    import shutil
+    import subprocess
+    from matplotlib.image import imread
+    chromium = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+    if chromium is None:
+        pytest.skip("Chromium is not installed here (.ci/run installs Debian's chromium package)")
+    _, run, _ = short_run
+    page, shot = tmp_path / "report.html", tmp_path / "shot.png"
+    assert main(["report", str(run), "-o", str(page)]) == 0
+    flags = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             "--enable-logging=stderr", "--v=0", "--virtual-time-budget=3000"]
+    dom = subprocess.run(flags + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    snap = subprocess.run(flags + ["--window-size=1200,2400", f"--screenshot={shot}", page.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0 and snap.returncode == 0, dom.stderr[-2000:] + snap.stderr[-2000:]
+    console = [line for line in (dom.stderr + snap.stderr).splitlines() if ":CONSOLE" in line]
+    assert console == []
+    got = _sections(dom.stdout)  # the page as the browser built it
+    assert len(got) == 9 and all('<p class="missing">' not in body and len(body) > 100 for body in got.values())
+    pixels = imread(shot)[..., :3]
+    assert pixels.shape[:2] == (2400, 1200)
+    assert 0.02 < (pixels < 0.9).any(axis=2).mean() < 0.9  # text and plots on a white page
