@@ -92,7 +92,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, resume: bool = Fal
 
 
 def _pipeline(cfg: PipelineConfig, run_dir: Path, resume: bool, progress: bool, log) -> dict:
-    search_cfg = RunConfig(task=cfg.task, search=cfg.search, ray=cfg.ray, seed=cfg.seed)
+    search_cfg = RunConfig(task=cfg.task, search=cfg.search, search_space=cfg.search_space, ray=cfg.ray, seed=cfg.seed)
     log(f"== search ({cfg.search.evaluations} evaluations on {cfg.task.name}, "
         f"{len(cfg.task.seeds)} seed(s) per candidate)")
     connect_ray(cfg.ray, [cfg.task.name, *(s.task.name for s in cfg.funnel.stages),

@@ -92,9 +92,28 @@ def _check(tp, value, where: str):
     raise ConfigError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {_quote(value)}")
 
 
-# keys that the search_space section took over: an old config is told where each went
-MOVED = {("SearchConfig", "warm_start"), ("MutationConfig", "ops"), ("MutationConfig", "max_statements"),
-         ("MutationConfig", "constant_prob")}
+# keys that the search_space section took over: a config file of the older layout is told where
+# each went, and a run directory's saved config of that layout is upgraded (`upgrade`)
+_FROM_MUTATION = ("ops", "max_statements", "constant_prob")
+MOVED = {("SearchConfig", "warm_start")} | {("MutationConfig", k) for k in _FROM_MUTATION}
+
+
+def upgrade(saved: dict) -> dict:
+    """A run directory's config as an older lionsearch saved it (the warm start under `search`,
+    the op set, length and constants under `search.mutation`) in today's layout, so that a run
+    made before resumes."""
+    search = saved.get("search")
+    if not isinstance(search, dict):
+        return saved
+    search, mutation = dict(search), search.get("mutation")
+    moved = {}
+    if isinstance(mutation, dict):
+        mutation = dict(mutation)
+        moved = {k: mutation.pop(k) for k in _FROM_MUTATION if k in mutation}
+        search["mutation"] = mutation
+    if "warm_start" in search:
+        moved["warm_start"] = search.pop("warm_start")
+    return {**saved, "search": search, "search_space": {**moved, **(saved.get("search_space") or {})}} if moved else saved
 
 
 def from_dict(cls, data, where: str):

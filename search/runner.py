@@ -9,7 +9,7 @@ from pathlib import Path
 
 import ray
 
-from .config import ConfigError, RayConfig, RunConfig, from_dict
+from .config import ConfigError, RayConfig, RunConfig, from_dict, upgrade
 from .evolution import Search
 from .rundir import RunDir, new_run_dir
 from .workers import WorkerPool
@@ -22,7 +22,7 @@ def resolve(cfg: RunConfig, run_dir: str | Path | None, resume: bool) -> tuple[R
     if resume:
         if run_dir is None:
             raise ConfigError("--resume needs --run-dir DIR (the run to continue)")
-        saved = from_dict(RunConfig, RunDir(run_dir).read_config(), f"{run_dir}/config.yaml:")
+        saved = from_dict(RunConfig, upgrade(RunDir(run_dir).read_config()), f"{run_dir}/config.yaml:")
         if dataclasses.replace(saved, ray=cfg.ray) != cfg:
             notes.append(f"resuming with the run's own config ({run_dir}/config.yaml), not the one given")
         cfg = dataclasses.replace(saved, ray=cfg.ray)

@@ -10,6 +10,7 @@ from lionsearch.pipeline import load_pipeline
 CONFIG = """
 task: {name: logreg, size: {steps: 30, batch: 32, n_train: 256, n_val: 128}, seeds: [0, 1]}
 search: {population: 10, tournament: 3, evaluations: 30}
+search_space: {max_statements: 15, constant_prob: 0.3}
 ray: {num_cpus: 2, workers: 2}
 funnel:
   top_k: 3
@@ -46,6 +47,10 @@ def test_run_does_every_stage_and_writes_final_opt(short_run, capsys):
     assert "== funnel: done before" in again and (run / "selection.json").read_bytes() == selection
     assert (run / "final.opt").read_text() == final_text
     assert len((run / "history.jsonl").read_text().splitlines()) == 30  # the search ran
+    import yaml  # ... in the config's search space
+    from search.config import to_dict
+    assert yaml.safe_load((run / "config.yaml").read_text())["search_space"] == \
+        to_dict(load_pipeline(cfg_file).search_space) | {"max_statements": 15, "constant_prob": 0.3}
     report = json.loads((run / "selection.json").read_text())
     assert [s["name"] for s in report["stages"]] == ["A", "B"]  # the funnel ran
     final = dsl.load(run / "final.opt")  # simplification wrote a valid program

@@ -267,3 +267,22 @@ def test_hall_of_fame_keeps_the_pareto_front_of_length_against_fitness():
     assert [(n, r.id) for n, r in hall.front()] == [(1, 6)]
     assert hall.to_json()[0] == {"live_statements": 1, "id": 6, "fitness": 0.3, "fingerprint": "fp",
                                  "program": dsl.to_text(prog(1))}
+
+
+def test_a_run_saved_in_the_older_layout_resumes_in_todays(tmp_path):
+    """A run directory's config.yaml from before the search_space section (warm start and op set
+    under `search`) is upgraded on resume, not refused; a config file of that layout is told where
+    each key went (test_config_errors_name_file_and_key)."""
+    from search.config import SearchSpaceConfig
+    from search.runner import resolve
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(
+        "task: {name: logreg}\nsearch:\n  population: 12\n  warm_start: lion\n"
+        "  mutation: {insert: 2.0, delete: 1.0, modify: 1.0, max_statements: 30, constant_prob: 0.5, ops: [sign, add]}\n")
+    given = RunConfig()
+    cfg, path, notes = resolve(given, run, resume=True)
+    assert cfg.search.population == 12 and cfg.search.mutation == MutationConfig(insert=2.0)
+    assert cfg.search_space == SearchSpaceConfig(warm_start="lion", max_statements=30, constant_prob=0.5,
+                                                 ops=("sign", "add"))
+    assert path == run and notes  # the run's own config wins over the one given
