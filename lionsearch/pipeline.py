@@ -53,6 +53,11 @@ class PipelineConfig(RunConfig):
     funnel: FunnelConfig = field(default_factory=lambda: FunnelConfig(stages=(Stage("A", TaskConfig()),)))
     simplify: SimplifyConfig = SimplifyConfig()
 
+    def search_config(self) -> RunConfig:
+        """The search part of the whole method's config, as the search runs it."""
+        return RunConfig(task=self.task, search=self.search, search_space=self.search_space, ray=self.ray,
+                         seed=self.seed)
+
     def __post_init__(self):
         super().__post_init__()
         if self.search_space.max_statements > MAX_STATEMENTS:  # the survivor must be simplifiable
@@ -92,7 +97,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, resume: bool = Fal
 
 
 def _pipeline(cfg: PipelineConfig, run_dir: Path, resume: bool, progress: bool, log) -> dict:
-    search_cfg = RunConfig(task=cfg.task, search=cfg.search, search_space=cfg.search_space, ray=cfg.ray, seed=cfg.seed)
+    search_cfg = cfg.search_config()
     log(f"== search ({cfg.search.evaluations} evaluations on {cfg.task.name}, "
         f"{len(cfg.task.seeds)} seed(s) per candidate)")
     connect_ray(cfg.ray, [cfg.task.name, *(s.task.name for s in cfg.funnel.stages),

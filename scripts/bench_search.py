@@ -1,6 +1,10 @@
-"""Search throughput with 1 and 2 Ray evaluator workers, side by side in one run.
+"""Search throughput with 1 and 2 Ray evaluator workers, side by side in one run; or, with
+`--to-family`, the search's figure of merit: evaluations and minutes until the first program of a
+family, over a few seeds of a config.
 
     python scripts/bench_search.py [--task digits_mlp] [--evaluations 300] [--set steps=1000]
+    python scripts/bench_search.py --to-family lion signum [--config configs/quickstart.yaml]
+                                   [--seeds 0 1 2] [--out runs/to-family] [--evaluations N]
 
 Two measurements, each for 1 and 2 workers, with the ratio of 2 to 1:
 - pool: the same fixed set of distinct candidate programs (children of the AdamW warm start)
@@ -74,14 +78,43 @@ def pool_rate(task: TaskConfig, workers: int, programs: list) -> float:
     return rate
 
 
-def main():
+def to_family(config: str, seeds: list[int], out: Path, families: list[str], evaluations: int | None) -> str:
+    """The search of `config` (its search part, as `lionsearch run` starts it) on each seed, in its
+    own run directory under `out` (a finished one is kept, an interrupted one resumed), then the
+    time-to-family table (scripts/time_to_family.py) with the spared-children rates beside it."""
+    import dataclasses
+
+    from lionsearch.pipeline import load_pipeline
+    from time_to_family import table
+    cfg = load_pipeline(config).search_config()
+    if evaluations:
+        cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, evaluations=evaluations))
+    runs = []
+    for seed in seeds:
+        run = out / f"seed-{seed}"
+        if not (run / "summary.json").exists():
+            print(f"== seed {seed}: {run}", flush=True)
+            run_search(dataclasses.replace(cfg, seed=seed), run, resume=(run / "history.jsonl").exists())
+        runs.append(run)
+    return table(runs, families)
+
+
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--to-family", nargs="+", metavar="FAMILY", help="time the search to these families instead")
+    ap.add_argument("--config", default="configs/quickstart.yaml", help="with --to-family: the config to search")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="with --to-family: the seeds")
+    ap.add_argument("--out", default="runs/to-family", help="with --to-family: where the run directories go")
     ap.add_argument("--task", default="digits_mlp")
     ap.add_argument("--set", action="append", default=[], type=knob, help="task size knob, e.g. steps=200")
-    ap.add_argument("--evaluations", type=int, default=300)
+    ap.add_argument("--evaluations", type=int, help="evaluations per search (default: 300; with --to-family, the config's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--candidates", type=int, default=100, help="programs for the pool measurement")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if args.to_family:
+        print(to_family(args.config, args.seeds, Path(args.out), args.to_family, args.evaluations))
+        return
+    args.evaluations = args.evaluations or 300
     task = TaskConfig(name=args.task, size=dict(args.set))
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     programs = candidates(args.candidates, args.seed)

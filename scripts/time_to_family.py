@@ -40,18 +40,23 @@ def cell(r) -> str:
     return "never" if r is None else f"{r.id} ({r.time / 60:.1f} min, loss {r.loss:.4f})"
 
 
+def table(runs, families) -> str:
+    """The Markdown table of `first_of` for each run directory."""
+    lines = [f"| run | evaluations | trained | distinct programs | spared (dead code, cache) | first {'/'.join(families)} "
+             "evaluated: id (search minutes, loss) | first one best so far |", "|---|---|---|---|---|---|---|"]
+    for run in runs:
+        f = first_of(run, set(families))
+        lines.append(f"| {f['run']} | {f['evaluations']} | {f['trained']} | {f['distinct']} | {f['spared']:.0%} | "
+                     f"{cell(f['met'])}{'' if f['family'] is None else ' ' + f['family']} | {cell(f['led'])} |")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", help="run directories")
     ap.add_argument("--families", nargs="+", default=["lion", "signum"])
     args = ap.parse_args()
-    print(f"| run | evaluations | trained | distinct programs | spared (dead code, cache) | first {'/'.join(args.families)} "
-          "evaluated: id (search minutes, loss) | first one best so far |")
-    print("|---|---|---|---|---|---|---|")
-    for run in args.runs:
-        f = first_of(run, set(args.families))
-        print(f"| {f['run']} | {f['evaluations']} | {f['trained']} | {f['distinct']} | {f['spared']:.0%} | "
-              f"{cell(f['met'])}{'' if f['family'] is None else ' ' + f['family']} | {cell(f['led'])} |")
+    print(table(args.runs, args.families))
 
 
 if __name__ == "__main__":

@@ -23,3 +23,20 @@ def test_first_met_and_first_best(tmp_path):
     assert f["led"].id == 3  # the best so far at 3
     assert f["evaluations"] == 5 and f["trained"] == 5 and f["distinct"] == 4
     assert first_of(tmp_path / "run", {"signum"})["met"] is None
+
+
+def test_bench_search_times_real_searches_to_a_family(local_ray, tmp_path):
+    """`bench_search.py --to-family`: the config's search on each seed in its own run directory,
+    then the time-to-family table; a finished seed is kept, not run again."""
+    from bench_search import to_family
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("task: {name: logreg, size: {steps: 20, batch: 32, n_train: 256, n_val: 128}}\n"
+                   "search: {population: 6, tournament: 2, evaluations: 12}\n"
+                   "search_space: {warm_start: [adamw_warmstart, lion]}\n")
+    out = tmp_path / "out"
+    text = to_family(str(cfg), [3], out, ["lion", "signum"], None)
+    row = next(line for line in text.splitlines() if line.startswith(f"| {out / 'seed-3'} "))
+    assert row.startswith(f"| {out / 'seed-3'} | 12 | ") and " lion |" in row  # its second warm start is Lion
+    stamp = (out / "seed-3" / "history.jsonl").stat().st_mtime_ns
+    assert to_family(str(cfg), [3], out, ["lion"], None).count("seed-3") == 1
+    assert (out / "seed-3" / "history.jsonl").stat().st_mtime_ns == stamp
