@@ -40,3 +40,15 @@ def test_bench_search_times_real_searches_to_a_family(local_ray, tmp_path):
     stamp = (out / "seed-3" / "history.jsonl").stat().st_mtime_ns
     assert to_family(str(cfg), [3], out, ["lion"], None).count("seed-3") == 1
     assert (out / "seed-3" / "history.jsonl").stat().st_mtime_ns == stamp
+
+
+def test_reachability_counts_the_family_along_random_walks(tmp_path):
+    """scripts/reachability.py: from Lion, a mutation often keeps the family (dead code, a constant);
+    from AdamW, a few steps almost never reach it."""
+    from reachability import walk_hits
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("task: {name: logreg}\nsearch_space: {warm_start: lion, max_statements: 12}\n")
+    hits, distinct = walk_hits(str(cfg), 40, 2, {"lion"}, seed=0)
+    assert hits[0] >= 10 and distinct > 20
+    cfg.write_text("task: {name: logreg}\nsearch_space: {warm_start: adamw_warmstart, max_statements: 12}\n")
+    assert walk_hits(str(cfg), 40, 2, {"lion", "signum"}, seed=0)[0] == [0, 0]
