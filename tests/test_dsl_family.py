@@ -127,6 +127,17 @@ def test_every_builtin_has_its_family():
         assert dsl.family(dsl.load(name)).name == fam, name
 
 
+def test_ops_cli_ends_with_every_builtin_and_its_family(capsys):
+    from lionsearch.cli import main
+    assert main(["ops"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"# {len(dsl.OPS)} ops" in lines
+    tail = lines[-len(BUILTIN_FAMILIES):]
+    assert [line.split()[0] for line in tail] == sorted(BUILTIN_FAMILIES)
+    assert all(line.split()[1] == BUILTIN_FAMILIES[line.split()[0]] for line in tail)
+    assert "lion (b1 0.9, b2 0.99, wd 0.01, lr x1)" in tail[sorted(BUILTIN_FAMILIES).index("lion")]
+
+
 @pytest.mark.parametrize("name, constants", [
     ("lion", {"b1": 0.9, "b2": 0.99, "wd": 0.01, "lr_scale": 1.0}),
     ("adam", {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "lr_scale": 1.0, "bias_correction": True}),
