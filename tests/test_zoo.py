@@ -81,12 +81,13 @@ ELSEWHERE = {"lion", "adamw"} | {name for name, _ in OTHER_BUILTINS}
 NO_REFERENCE = {"adamw_warmstart"}
 
 
-def measure(name: str, setting: dict) -> float:
-    """Max relative difference of the parameters after 100 steps: the built-in against its reference."""
+def measure(name: str, setting: dict, make: Callable | None = None) -> float:
+    """Max relative difference of the parameters after 100 steps: the built-in against its
+    reference (`make`, by default its ZOO entry's)."""
     hyper = dict(setting)
     lr = hyper.pop("lr")
     ours, _ = _train(dsl.as_optax(dsl.load(name, **hyper), lr))
-    ref, _ = _train(ZOO[name].make(lr, **hyper))
+    ref, _ = _train((make or ZOO[name].make)(lr, **hyper))
     return max_rel_diff(ours, ref)
 
 
