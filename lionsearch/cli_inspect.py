@@ -190,7 +190,7 @@ def show_pareto(path: str | Path) -> int:
 
 
 def add_ops_parser(sub) -> None:
-    sub.add_parser("ops", help="list the op table").set_defaults(func=cmd_ops)
+    sub.add_parser("ops", help="list the op table, then the built-in programs with their families").set_defaults(func=cmd_ops)
 
 
 def cmd_ops(args) -> int:
@@ -198,6 +198,10 @@ def cmd_ops(args) -> int:
         kind = "reduction" if op.reduces else f"{op.arity}-ary"
         print(f"{name:12s} {kind:10s} {op.doc}")
     print(f"# {len(dsl.OPS)} ops")
+    names = dsl.builtin_names()
+    print(f"# {len(names)} built-in programs and their families (dsl.family):")
+    for name in names:
+        print(f"{name:18s} {dsl.family(dsl.load(name))}")
     return 0
 
 

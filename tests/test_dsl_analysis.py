@@ -33,6 +33,8 @@ def test_state_slots_of_builtins():
     assert dsl.state_slots(dsl.load("lion")) == ("m",)
     assert dsl.state_slots(dsl.load("adamw")) == ("m", "v")
     assert dsl.state_slots(dsl.load("sgd")) == ()
+    assert dsl.state_slots(dsl.load("adagrad")) == ("v",)  # as optax.adagrad's, one sum per parameter
+    assert dsl.state_slots(dsl.load("rmsprop")) == ("v",)
 
 
 def test_check_accepts_builtins():

@@ -56,6 +56,11 @@ def test_lion_shaped(name):
     assert dsl.is_lion(LION_SHAPED[name])
 
 
+def test_the_signum_builtin_is_lion_with_b1_equal_to_b2():
+    assert dsl.equivalent(dsl.load("signum", beta=0.8), dsl.load("lion", b1=0.8, b2=0.8, wd=0.0))
+    assert not dsl.equivalent(dsl.load("signum"), dsl.load("lion"))
+
+
 def test_signum_has_lions_shape_but_is_not_lion():
     assert dsl.equivalent_up_to_constants(WARM_START_SIGNUM, LION)
     assert not dsl.is_lion(WARM_START_SIGNUM)
@@ -105,7 +110,14 @@ def test_equal_slots():
 
 BUILTIN_FAMILIES = {
     "adam": "adam", "adamw": "adam", "adamw_warmstart": "adam", "lion": "lion", "momentum": "momentum",
-    "nesterov": "momentum", "sgd": "sgd", "signsgd": "signsgd",
+    "nesterov": "momentum", "sgd": "sgd", "signsgd": "signsgd", "signum": "signum", "rmsprop": "rmsprop",
+    # the families name Lion's neighbours and Adam's shape; these differ from both in their second
+    # moment (adabelief, adamax, yogi, novograd, rmsprop_centered, adagrad's running sum), their
+    # first (nadam's look-ahead, adopt's normalised and clipped g), a per-tensor trust ratio (lamb,
+    # lars) or a mask (cautious_lion)
+    "adabelief": "other", "adagrad": "other", "adamax": "other", "adopt": "other", "cautious_lion": "other",
+    "lamb": "other", "lars": "other", "nadam": "other", "novograd": "other", "rmsprop_centered": "other",
+    "yogi": "other",
 }
 
 
@@ -113,6 +125,17 @@ def test_every_builtin_has_its_family():
     assert set(BUILTIN_FAMILIES) == set(dsl.builtin_names())
     for name, fam in BUILTIN_FAMILIES.items():
         assert dsl.family(dsl.load(name)).name == fam, name
+
+
+def test_ops_cli_ends_with_every_builtin_and_its_family(capsys):
+    from lionsearch.cli import main
+    assert main(["ops"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"# {len(dsl.OPS)} ops" in lines
+    tail = lines[-len(BUILTIN_FAMILIES):]
+    assert [line.split()[0] for line in tail] == sorted(BUILTIN_FAMILIES)
+    assert all(line.split()[1] == BUILTIN_FAMILIES[line.split()[0]] for line in tail)
+    assert "lion (b1 0.9, b2 0.99, wd 0.01, lr x1)" in tail[sorted(BUILTIN_FAMILIES).index("lion")]
 
 
 @pytest.mark.parametrize("name, constants", [
@@ -126,6 +149,9 @@ def test_every_builtin_has_its_family():
     ("nesterov", {"b1": 0.81, "b2": 0.9, "lr_scale": 10.0}),
     ("sgd", {"lr_scale": 1.0}),
     ("signsgd", {"lr_scale": 1.0}),
+    ("signum", {"b1": 0.9, "b2": 0.9, "lr_scale": 1.0}),
+    # optax's rmsprop: eps inside the square root; the initial_scale term is 0 at its default
+    ("rmsprop", {"b2": 0.9, "eps_in_sqrt": 1e-8, "lr_scale": 1.0}),
 ])
 def test_builtin_constants(name, constants):
     assert dsl.family(dsl.load(name)).constants == approx(constants)

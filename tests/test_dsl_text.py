@@ -14,6 +14,9 @@ def test_builtins_round_trip(name):
 
 def test_required_builtins_exist():
     assert {"sgd", "momentum", "nesterov", "signsgd", "adam", "adamw", "lion", "adamw_warmstart"} <= set(dsl.builtin_names())
+    # the zoo (checked against optax in test_zoo.py)
+    assert {"signum", "adabelief", "adamax", "nadam", "rmsprop", "rmsprop_centered", "adagrad", "yogi", "lamb",
+            "lars", "novograd", "adopt", "cautious_lion"} <= set(dsl.builtin_names())
 
 
 def test_op_table_size_and_fields():

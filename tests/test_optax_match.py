@@ -62,12 +62,15 @@ def test_schedules_feed_lr():
     assert max_rel_diff(ours, ref) <= 1e-5
 
 
-@pytest.mark.parametrize("name, reference", [
+OTHER_BUILTINS = [  # at their defaults, lr 1e-2
     ("sgd", lambda lr: optax.sgd(lr)),
     ("momentum", lambda lr: optax.sgd(lr, momentum=0.9)),
     ("nesterov", lambda lr: optax.sgd(lr, momentum=0.9, nesterov=True)),
     ("adam", lambda lr: optax.adam(lr)),
-])
+]
+
+
+@pytest.mark.parametrize("name, reference", OTHER_BUILTINS)
 def test_other_builtins_match_optax(name, reference):
     ours, _ = _train(dsl.as_optax(dsl.load(name), 1e-2))
     ref, _ = _train(reference(1e-2))

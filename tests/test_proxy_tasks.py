@@ -20,7 +20,7 @@ TINY = {
     "char_lm": dict(peak=0.01, steps=6, batch=4, width=8, depth=1, heads=1, context=8, corpus_chars=20_000, val_windows=8),
     "mnist1d": dict(peak=0.01, steps=12, batch=16, width=4, depth=1, n_train=256, n_val=64),
 }
-BUCKETS = (16,)  # one interpreter compile per task in the tests (every built-in fits 16 live statements)
+BUCKETS = (32,)  # one interpreter compile per task in the tests (every built-in fits 32 live statements; yogi, the longest, has 24)
 
 
 def prog(*lines: str) -> dsl.Program:
@@ -42,6 +42,13 @@ def test_registry_has_the_required_tasks():
     assert set(TINY) <= set(proxy_tasks.names())
 
 
+# (loss rel, accuracy abs) where the engines' last-bit differences in the gradient are amplified.
+# cautious_lion divides each tensor's masked sign update by the fraction of its elements that agree
+# with g: one element whose g (or momentum) crosses zero in one engine only rescales the whole
+# tensor (4e-4 in digits_vit's loss after 6 steps, one validation example; 1e-7 without the rescale).
+ENGINE_TOLERANCE = {"cautious_lion": (2e-3, 1e-2)}
+
+
 @pytest.mark.slow  # compiles the interpreter and every built-in directly, per task
 @pytest.mark.parametrize("task", sorted(TINY))
 def test_interpreter_equals_direct_compilation_for_every_builtin(evaluators, task):
@@ -53,9 +60,10 @@ def test_interpreter_equals_direct_compilation_for_every_builtin(evaluators, tas
         a = ev.evaluate(p, seeds=(0,))
         assert a.status == b.status, (task, name, a, b)
         if a.ok:
+            rel, acc = ENGINE_TOLERANCE.get(name, (1e-4, 1e-6))
             assert math.isfinite(a.loss)
-            assert a.loss == pytest.approx(b.loss, rel=1e-4, abs=1e-6), (task, name, a, b)
-            assert a.accuracy == pytest.approx(b.accuracy, abs=1e-6), (task, name)
+            assert a.loss == pytest.approx(b.loss, rel=rel, abs=1e-6), (task, name, a, b)
+            assert a.accuracy == pytest.approx(b.accuracy, abs=acc), (task, name)
 
 
 def test_training_learns(evaluators):
