@@ -42,28 +42,26 @@ def test_registry_has_the_required_tasks():
     assert set(TINY) <= set(proxy_tasks.names())
 
 
-# (loss rel, accuracy abs) where the engines' last-bit differences in the gradient are amplified.
-# cautious_lion divides each tensor's masked sign update by the fraction of its elements that agree
-# with g: one element whose g (or momentum) crosses zero in one engine only rescales the whole
-# tensor (4e-4 in digits_vit's loss after 6 steps, one validation example; 1e-7 without the rescale).
-ENGINE_TOLERANCE = {"cautious_lion": (2e-3, 1e-2)}
+# The paper's programs and the classic ones are checked on every task; the rest of the zoo (each
+# matched to optax in test_zoo.py) on one, since compiling every built-in directly on every task
+# would double this test's time.
+EVERY_TASK = {"adam", "adamw", "adamw_warmstart", "lion", "momentum", "nesterov", "sgd", "signsgd"}
 
 
-@pytest.mark.slow  # compiles the interpreter and every built-in directly, per task
+@pytest.mark.slow  # compiles the interpreter and the built-ins directly, per task
 @pytest.mark.parametrize("task", sorted(TINY))
 def test_interpreter_equals_direct_compilation_for_every_builtin(evaluators, task):
     ev = ev_for(evaluators, task)
-    names = dsl.builtin_names()
+    names = [n for n in dsl.builtin_names() if n in EVERY_TASK or task == "logreg"]
     direct = ev.evaluate_direct_many([dsl.load(n) for n in names], seeds=(0,))  # one compile
     for name, b in zip(names, direct):
         p = dsl.load(name)
         a = ev.evaluate(p, seeds=(0,))
         assert a.status == b.status, (task, name, a, b)
         if a.ok:
-            rel, acc = ENGINE_TOLERANCE.get(name, (1e-4, 1e-6))
             assert math.isfinite(a.loss)
-            assert a.loss == pytest.approx(b.loss, rel=rel, abs=1e-6), (task, name, a, b)
-            assert a.accuracy == pytest.approx(b.accuracy, abs=acc), (task, name)
+            assert a.loss == pytest.approx(b.loss, rel=1e-4, abs=1e-6), (task, name, a, b)
+            assert a.accuracy == pytest.approx(b.accuracy, abs=1e-6), (task, name)
 
 
 def test_training_learns(evaluators):
