@@ -218,20 +218,21 @@ def test_islands_evolve_apart_migrate_and_resume_exactly(local_ray, tmp_path, ca
 
 
 def test_the_search_space_section_shapes_a_real_search(local_ray, tmp_path):
-    """Several warm starts are each trained first, in the config's order, and parent children (random
-    search starts from either); children use only the configured ops and inputs."""
+    """Several warm starts (one from the optimizer zoo) are each trained first, in the config's
+    order, and parent children (random search starts from either); children use only the
+    configured ops and inputs, and no insert grows a program past max_statements."""
     from search.config import SearchSpaceConfig
-    space = SearchSpaceConfig(warm_start=("adamw_warmstart", "lion"), ops=("sign", "mul", "add", "interp"),
-                              inputs=("g", "m", "v", "lr", "step"), max_statements=12)
+    space = SearchSpaceConfig(warm_start=("adabelief", "lion"), ops=("sign", "mul", "add", "interp"),
+                              inputs=("g", "m", "v", "lr", "step"), max_statements=20)
     for method, evaluations in (("evolution", 16), ("random", 12)):
         cfg = dataclasses.replace(config(evaluations=evaluations, workers=1, method=method), search_space=space)
         run_search(cfg, tmp_path / method, progress=False)
         recs = history(tmp_path / method)
         assert [r["source"] for r in recs[:2]] == ["warm_start"] * 2 and recs[2]["source"] != "warm_start"
-        assert [dsl.parse(r["program"]) for r in recs[:2]] == [dsl.load("adamw_warmstart"), dsl.load("lion")]
+        assert [dsl.parse(r["program"]) for r in recs[:2]] == [dsl.load("adabelief"), dsl.load("lion")]
         warm_ops = {s.op for n in space.warm_start for s in dsl.load(n).statements}
         for r in recs[2:]:
             p = dsl.parse(r["program"])
-            assert {s.op for s in p.statements} <= warm_ops | set(space.ops) and len(p) <= 12
+            assert {s.op for s in p.statements} <= warm_ops | set(space.ops) and len(p) <= 20
         if method == "random":  # every child is a walk from one of the two warm starts, and both are used
             assert {r["parent"] for r in recs[2:]} == {0, 1}
