@@ -286,9 +286,17 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     sizes = sorted(hall.by_length)
-    ax.scatter(sizes, [hall.by_length[n].loss for n in sizes], s=14, color="tab:blue", alpha=0.6,
-               label="best program of each length")
+    best = np.array([hall.by_length[n].loss for n in sizes])
     front = hall.front()
+    if front:  # as in the progress plot: a far outlier would flatten the front, so it is marked at the top
+        lo, ref = front[-1][1].loss, front[0][1].loss
+        hi = ref + max(ref - lo, 0.05 * abs(ref) + 1e-12)
+        far = best > hi
+        ax.scatter(np.array(sizes)[~far], best[~far], s=14, color="tab:blue", alpha=0.6, label="best program of each length")
+        if far.any():
+            ax.scatter(np.array(sizes)[far], np.full(far.sum(), hi), s=14, marker="^", color="tab:orange", alpha=0.6,
+                       label=f"{far.sum()} above the range shown")
+        ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
     ax.step([n for n, _ in front], [r.loss for _, r in front], where="post", color="tab:red", lw=1.8,
             marker="o", label="Pareto front (pareto.json)")
     for n, r in front:
