@@ -43,7 +43,9 @@ def _esc(x) -> str:
 
 
 def _loss(x) -> str:
-    return "failed" if x is None or not math.isfinite(x) else f"{x:.4f}"
+    if not isinstance(x, (int, float)) or isinstance(x, bool):  # None, or a damaged file's value
+        return "failed" if x is None else _esc(x)
+    return "failed" if not math.isfinite(x) else f"{x:.4f}"
 
 
 def _png(path: Path, alt: str) -> str:
@@ -176,7 +178,9 @@ def sections(run: Path) -> dict[str, str | None]:
             out["progress"] = _png(progress, "best fitness over evaluations")
             front_rows = [[n, r.id, _loss(r.loss)] for n, r in inspect.pareto(recs).front()]
             out["pareto"] = _png(front, "hall of fame") + _table(["live statements", "id", "fitness"], front_rows)
-            target = final["candidate"] if final and final.get("candidate") is not None else None
+            target = final.get("candidate") if final else None
+            if not (isinstance(target, int) and 0 <= target < len(recs)):  # none yet, or not this history's
+                target = None
             chain = inspect.lineage(recs, target)
             whose = f"the final program's (candidate {target})" if target is not None else "the best program's"
             every = _table(["id", "fitness", "mutation"], [[r.id, _loss(r.loss), r.mutation] for r in chain])

@@ -70,6 +70,10 @@ def test_an_empty_or_damaged_run_directory_gives_notes_or_one_line(tmp_path, cap
     assert not is_note(got["config"]) and all(is_note(got[k]) for k in got if k != "config")
     assert "no evaluations yet" in got["progress"]
 
+    (run / "final.json").write_text('{"verdict": "discovered", "candidate": 99, "final_loss": "x"}')
+    assert main(["report", str(run), "-o", str(tmp_path / "odd.html")]) == 0  # odd values are shown, not fatal
+    assert "stage None: x" in sections((tmp_path / "odd.html").read_text())["final"]
+
     (run / "history.jsonl").write_text('{"id": 0, "program": 3}\n')
     (run / "final.json").write_text("{not json")
     assert main(["report", str(run), "-o", str(tmp_path / "r.html")]) == 0
