@@ -96,6 +96,13 @@ def _diff(parent: Record | None, r: Record) -> str:
     return f"<p>diff from its parent, id {parent.id} ({_esc(r.mutation)}):</p><pre>{chr(10).join(body)}</pre>"
 
 
+def _best(k: int, r: Record, parent: Record | None) -> str:
+    """One of the best programs: its live statements, then the diff from its parent."""
+    live = dsl.strip_dead_code(r.program)
+    return (f"<h3>#{k} id {r.id}: fitness {_loss(r.loss)}</h3><p>its live statements ({len(live)} of "
+            f"{len(r.program)}):</p><pre>{_esc(dsl.to_text(live))}</pre>{_diff(parent, r)}")
+
+
 def _changes(chain: list[Record]) -> list[tuple[Record, int]]:
     """The lineage's steps that changed the fitness (with the root and the end), each with the
     number of neutral mutations (same fitness: dead code, or an equal function) just before it."""
@@ -188,11 +195,7 @@ def sections(run: Path) -> dict[str, str | None]:
                               + _png(_lineage_png(chain, Path(tmp) / "lineage.png"), "lineage")
                               + f"<details><summary>all {len(chain) - 1} mutations</summary>{every}</details>")
         by_id = {r.id: r for r in recs}
-        out["best"] = "".join(
-            f"<h3>#{k} id {r.id}: fitness {_loss(r.loss)}</h3><p>its live statements ({len(dsl.strip_dead_code(r.program))}"
-            f" of {len(r.program)}):</p><pre>{_esc(dsl.to_text(dsl.strip_dead_code(r.program)))}</pre>"
-            f"{_diff(by_id.get(r.parent), r)}"
-            for k, r in enumerate(best_distinct(recs, 5), 1))
+        out["best"] = "".join(_best(k, r, by_id.get(r.parent)) for k, r in enumerate(best_distinct(recs, 5), 1))
         c = inspect.counters(recs)
         out["spared"] = _table(["children", "count", "share"], [
             ["proposed", c["proposed"], ""], ["trained", c["trained"], ""],

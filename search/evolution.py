@@ -25,8 +25,7 @@ import dsl
 from dsl import Program
 
 from .config import ConfigError, RunConfig, SearchConfig, to_dict
-from .mutation import SearchSpace
-from .mutation import mutate, random_walk
+from .mutation import SearchSpace, mutate, random_walk
 from .record import Evaluation, HallOfFame, Record, best_distinct
 from .rundir import RunDir
 
