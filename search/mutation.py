@@ -3,8 +3,10 @@
 - insert: a random statement at a random place;
 - delete: a random statement;
 - modify: one argument of a statement (another slot, or a constant: an existing constant is
-  multiplied by 2^a, a ~ N(0, 1); otherwise a new draw from N(0, constant_scale^2)), or its op
-  (same arity).
+  multiplied by 2^a, a ~ N(0, 1); otherwise a new draw from N(0, constant_scale^2)), or its op:
+  another of the same arity, or with `op_change: any_arity` any other op, keeping the arguments
+  in order as far as the new op takes them and drawing the rest as an insert does (so that
+  `update = m / d` may become `update = sign(m)` or `update = clip(m, d, x)` in one step).
 What they may write is the `SearchSpace` (the config's `search_space` section). Redundant
 statements are allowed as stepping stones. A child that is malformed or fails abstract execution is
 re-mutated from its parent.
@@ -21,6 +23,7 @@ from dsl import Program, ProgramError, Statement
 from dsl.program import STEP
 
 KINDS = ("insert", "delete", "modify")
+OP_CHANGES = ("same_arity", "any_arity")
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class SearchSpace:
     inputs: tuple[str, ...] = dsl.INPUTS
     constant_prob: float = 0.25  # chance that a new argument is a constant rather than a slot
     constant_scale: float = 1.0  # a new constant is drawn from N(0, constant_scale^2)
+    op_change: str = "same_arity"  # what an op change may pick: same_arity or any_arity (see modify)
 
     def __post_init__(self):
         if self.max_statements < 1:
@@ -41,6 +45,8 @@ class SearchSpace:
             raise ValueError(f"constant_prob: must be between 0 and 1, got {self.constant_prob}")
         if self.constant_scale <= 0:
             raise ValueError(f"constant_scale: must be positive, got {self.constant_scale}")
+        if self.op_change not in OP_CHANGES:
+            raise ValueError(f"op_change: expected one of {', '.join(OP_CHANGES)}, got {self.op_change!r}")
         unknown = [o for o in self.ops if o not in dsl.OPS]
         if unknown:
             raise ValueError(f"ops: unknown op {unknown[0]!r} (see `lionsearch ops`)")
@@ -118,11 +124,20 @@ def _modify(p: Program, rng, space: SearchSpace) -> tuple[Program, str]:
     s = p.statements[i]
     args = list(s.args)
     j = int(rng.integers(len(args) + 1))
-    if j == len(args):  # the op, to another of the same arity
-        same = [n for n in space.op_names if dsl.OPS[n].arity == len(args) and n != s.op]
-        if not same:
-            raise ProgramError(f"no other op of arity {len(args)} to switch {s.op} to")
-        new = Statement(s.out, same[rng.integers(len(same))], s.args)
+    if j == len(args):  # the op
+        if space.op_change == "any_arity":
+            others = [n for n in space.op_names if n != s.op]
+            if not others:
+                raise ProgramError(f"no other op to switch {s.op} to")
+            op = dsl.OPS[others[rng.integers(len(others))]]
+            slots = _slots_before(p, i, space)
+            args = args[:op.arity] + [_new_arg(rng, slots, space) for _ in range(op.arity - len(args))]
+            new = Statement(s.out, op.name, tuple(args))
+        else:
+            same = [n for n in space.op_names if dsl.OPS[n].arity == len(args) and n != s.op]
+            if not same:
+                raise ProgramError(f"no other op of arity {len(args)} to switch {s.op} to")
+            new = Statement(s.out, same[rng.integers(len(same))], s.args)
     else:
         if isinstance(args[j], float) and rng.random() < 0.5:
             args[j] = args[j] * 2.0 ** rng.normal()

@@ -89,6 +89,7 @@ def _write(tmp_path, text):
     ("search_space: {warm_start: [lion, lion]}", "search_space.warm_start: one program or a list of distinct ones"),
     ("search_space: {inputs: [g, grad]}", "search_space.inputs: expected some of w, g, m, v, lr, step, got grad"),
     ("search_space: {constant_scale: 0}", "search_space.constant_scale: must be positive, got 0.0"),
+    ("search_space: {op_change: any}", "search_space.op_change: expected one of same_arity, any_arity, got 'any'"),
     ("search: {warm_start: lion}", "search: key 'warm_start' has moved to the search_space section (search_space.warm_start)"),
     ("search: {mutation: {ops: [sign]}}", "search.mutation: key 'ops' has moved to the search_space section"),
 ])
@@ -150,6 +151,30 @@ def test_the_search_space_sets_what_new_arguments_read_and_how_constants_are_dra
     children = [mutate(warm, rng, MutationConfig(insert=1, delete=0, modify=0), space).program for _ in range(200)]
     consts = [a for c in children for s in c.statements if s not in warm.statements for a in s.args]
     assert len(consts) > 100 and 50 < np.std(consts) < 200
+
+
+def test_an_op_change_keeps_the_arity_unless_the_space_says_any_arity():
+    warm = dsl.load("adamw_warmstart").inline_params()
+    only_modify = MutationConfig(insert=0, delete=0, modify=1)
+
+    def op_changes(space, seed):
+        rng = np.random.default_rng(seed)
+        out = []
+        for _ in range(600):
+            c = mutate(warm, rng, only_modify, space).program
+            (i,) = [k for k, (a, b) in enumerate(zip(warm.statements, c.statements)) if a != b]
+            if c.statements[i].op != warm.statements[i].op:
+                out.append((warm.statements[i], c.statements[i]))
+        return out
+
+    same = op_changes(SearchSpace(), 3)
+    assert same and all(len(a.args) == len(b.args) and a.args == b.args for a, b in same)
+    anyk = op_changes(SearchSpace(op_change="any_arity"), 3)
+    assert {len(b.args) for _, b in anyk} == {1, 2, 3}
+    # the arguments are kept in order as far as the new op takes them; the rest are new draws
+    assert all(b.args[:len(a.args)] == a.args[:len(b.args)] for a, b in anyk)
+    # `update = m / sqrt_v` -> `update = sign(m)`: sign momentum one step from the warm start
+    assert any(a.op == "div" and b.op == "sign" and b.args == ("m",) for a, b in anyk)
 
 
 @pytest.mark.parametrize("text, message", [
