@@ -3,12 +3,12 @@ from .analysis import Verdict, check, equivalent, fingerprint, redundancy, state
 from .builtins import builtin_names, load
 from .compile import as_optax, optax_factory, tree_update
 from .family import Family, equal_slots, equivalent_up_to_constants, family, is_lion
-from .ops import OP_NAMES, OPS, Op
+from .ops import OP_NAMES, OPS, SEARCH_OPS, Op
 from .program import INPUTS, MEMORY, OUTPUTS, Program, ProgramError, Statement
 from .text import parse, to_text
 
 __all__ = [
-    "OPS", "OP_NAMES", "Op", "INPUTS", "MEMORY", "OUTPUTS", "Family", "Program", "ProgramError", "Statement",
+    "OPS", "OP_NAMES", "SEARCH_OPS", "Op", "INPUTS", "MEMORY", "OUTPUTS", "Family", "Program", "ProgramError", "Statement",
     "Verdict", "as_optax", "optax_factory", "builtin_names", "check", "equal_slots", "equivalent", "equivalent_up_to_constants",
     "family", "fingerprint", "is_lion",
     "load", "parse",

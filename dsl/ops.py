@@ -21,13 +21,15 @@ class Op:
     name: str
     arity: int
     fn: Callable  # fn(xp, *args) -> array with the broadcast shape of args
-    reduces: bool = False  # a reduction over the whole tensor, broadcast back to its shape
+    # works on the whole tensor at its own shape (a reduction, or a shape op), result at that shape
+    reduces: bool = False
     infix: str | None = None  # printed as `a <infix> b` (or `-a` for neg)
     doc: str = ""
     # `fn` as source over `xp` and the arguments x, y, z, valid for jax.numpy and torch (lines before
     # the last are statements); when empty, the infix form or `xp.<name>(x, ...)`. A reduction's
     # arguments arrive at the tensor's shape, so its source need not broadcast them.
     src: str = ""
+    searched: bool = True  # in the search's default op set (a shape op is used where a config names it)
 
 
 def _guard(xp, valid, value):
@@ -70,6 +72,14 @@ def _cosine_sim(xp, x, y):
     den = xp.sqrt(xp.sum(x * x)) * xp.sqrt(xp.sum(y * y))
     ok = den != 0
     return _full(xp, x, _guard(xp, ok, xp.sum(x * y) / _safe(xp, ok, den)))
+
+
+def _row_mean(xp, x):
+    return _full(xp, x, xp.mean(x, axis=-1, keepdims=True)) if x.ndim >= 2 else x
+
+
+def _col_mean(xp, x):
+    return x if x.ndim == 0 else _full(xp, x, xp.mean(x, axis=-2 if x.ndim >= 2 else -1, keepdims=True))
 
 
 def _dot(xp, x, y):
@@ -147,8 +157,17 @@ _OPS = [
     Op("cosine_sim", 2, _cosine_sim, reduces=True, doc="dot(x, y) / (norm(x) * norm(y)); 0 if a norm is 0",
        src="den = xp.sqrt(xp.sum(x * x)) * xp.sqrt(xp.sum(y * y))\n"
            "xp.zeros_like(x) + xp.where(den != 0, xp.sum(x * y) / xp.where(den != 0, den, 1.0), 0.0)"),
+    # shape ops: per tensor, over the matrices of its last two axes (a vector is one column (n, 1),
+    # a scalar a 1 x 1 matrix), broadcast back; Adafactor's factored second moment is built of them
+    Op("row_mean", 1, _row_mean, reduces=True, searched=False,
+       doc="the mean of each row (over the last axis); x itself for a vector or a scalar",
+       src="xp.zeros_like(x) + xp.mean(x, axis=-1, keepdims=True) if x.ndim >= 2 else x"),
+    Op("col_mean", 1, _col_mean, reduces=True, searched=False,
+       doc="the mean of each column (over the second-last axis); a vector's mean; a scalar itself",
+       src="x if x.ndim == 0 else xp.zeros_like(x) + xp.mean(x, axis=-2 if x.ndim >= 2 else -1, keepdims=True)"),
 ]
 
 OPS: dict[str, Op] = {op.name: op for op in _OPS}
 OP_NAMES: tuple[str, ...] = tuple(OPS)  # stable order: an op's index is its opcode
+SEARCH_OPS: tuple[str, ...] = tuple(n for n in OP_NAMES if OPS[n].searched)  # the search's default
 INFIX: dict[str, str] = {"+": "add", "-": "sub", "*": "mul", "/": "div"}

@@ -195,9 +195,9 @@ def add_ops_parser(sub) -> None:
 
 def cmd_ops(args) -> int:
     for name, op in dsl.OPS.items():
-        kind = "reduction" if op.reduces else f"{op.arity}-ary"
+        kind = ("reduction" if op.searched else "shape op") if op.reduces else f"{op.arity}-ary"
         print(f"{name:12s} {kind:10s} {op.doc}")
-    print(f"# {len(dsl.OPS)} ops")
+    print(f"# {len(dsl.OPS)} ops; the search uses all but the shape ops unless search_space.ops lists them")
     names = dsl.builtin_names()
     print(f"# {len(names)} built-in programs and their families (dsl.family):")
     for name in names:

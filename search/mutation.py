@@ -29,7 +29,9 @@ OP_CHANGES = ("same_arity", "any_arity")
 @dataclass(frozen=True)
 class SearchSpace:
     """The programs a search may write (the config's `search_space` section, with its warm start)."""
-    ops: tuple[str, ...] = ()  # the ops that inserts and op changes may use; empty: the whole table
+    # the ops that inserts and op changes may use; empty: the table's element-wise ops and
+    # reductions (`dsl.SEARCH_OPS`; the shape ops only where listed)
+    ops: tuple[str, ...] = ()
     max_statements: int = 20  # an insert beyond this length is not proposed
     # the inputs a new argument may read (and the memory slots an insert may write); `step`, the
     # 1-based step count, is an input too: a program that reads it declares it in its signature
@@ -57,7 +59,7 @@ class SearchSpace:
 
     @property
     def op_names(self) -> tuple[str, ...]:
-        return self.ops or dsl.OP_NAMES
+        return self.ops or dsl.SEARCH_OPS
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,30 @@ def test_reductions_see_the_full_tensor():
     np.testing.assert_allclose(u, 4.0)
 
 
+def test_shape_ops_work_on_the_matrices_of_the_last_two_axes_of_any_rank():
+    rng = np.random.default_rng(1)
+    row, col = dsl.OPS["row_mean"], dsl.OPS["col_mean"]
+    x = rng.normal(size=(2, 3, 4))  # two 3 x 4 matrices
+    np.testing.assert_allclose(row.fn(np, x)[1, 2], [x[1, 2].mean()] * 4)
+    np.testing.assert_allclose(col.fn(np, x)[1, :, 3], [x[1, :, 3].mean()] * 3)
+    v = rng.normal(size=5)  # a vector is one column: each element its own row
+    np.testing.assert_array_equal(row.fn(np, v), v)
+    np.testing.assert_allclose(col.fn(np, v), [v.mean()] * 5)
+    s = np.float64(2.5)  # a scalar is a 1 x 1 matrix
+    assert row.fn(np, s) == col.fn(np, s) == 2.5
+    # one definition for abstract execution and training: per leaf at its own shape in both
+    import jax.numpy as jnp
+    p = prog("r = row_mean(g)", "c = col_mean(g)", "update = r - c")
+    for shape in ((), (5,), (3, 4), (2, 3, 4)):
+        g = rng.normal(size=shape)
+        u, _, _ = run(p, np, np.zeros(shape), g, np.zeros(shape), np.zeros(shape), 1.0)
+        (uj,), _, _ = dsl.tree_update(p, [jnp.zeros(shape)], [jnp.asarray(g, jnp.float32)], None, None, 1.0, 1.0)
+        np.testing.assert_allclose(np.asarray(uj), u, rtol=1e-5, atol=1e-6)
+    # the search writes them only where a config lists them; the default ops keep their opcodes
+    assert {"row_mean", "col_mean"} <= set(dsl.OP_NAMES) - set(dsl.SEARCH_OPS)
+    assert dsl.SEARCH_OPS == dsl.OP_NAMES[:len(dsl.SEARCH_OPS)]
+
+
 def test_fingerprint_ignores_form_and_dead_code():
     a = prog("c = interp(g, m, 0.9)", "update = sign(c)", "update = update * lr", "m = interp(g, m, 0.99)")
     b = prog("x = m * 0.9", "y = g * 0.1", "z = x + y", "dead = cos(z)", "s = sign(z)",

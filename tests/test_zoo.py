@@ -71,6 +71,11 @@ ZOO = {
                      ({"lr": 1e-3}, {"lr": 3e-3, "b1": 0.8, "b2": 0.5, "eps": 1e-8, "wd": 1e-2})),
     "adopt": Case("optax.contrib.adopt", optax.contrib.adopt,
                   ({"lr": 1e-2}, {"lr": 3e-3, "b1": 0.8, "b2": 0.99, "eps": 1e-4})),
+    # optax factors a matrix only where its two largest dims reach min_dim_size_to_factor (128)
+    "adafactor": Case("optax.adafactor(min_dim_size_to_factor=1)",
+                      lambda lr, decay=0.8, threshold=1.0, eps=1e-30: optax.adafactor(
+                          lr, min_dim_size_to_factor=1, decay_rate=decay, clipping_threshold=threshold, eps=eps),
+                      ({"lr": 1e-2}, {"lr": 3e-3, "decay": 0.5, "threshold": 0.5, "eps": 1e-20})),
     "cautious_lion": Case("its formula (Liang et al. 2024), in tests/test_zoo.py", cautious_lion,
                           ({"lr": 1e-3}, {"lr": 3e-4, "b1": 0.95, "b2": 0.98, "wd": 0.1})),
 }
