@@ -82,6 +82,22 @@ def _col_mean(xp, x):
     return x if x.ndim == 0 else _full(xp, x, xp.mean(x, axis=-2 if x.ndim >= 2 else -1, keepdims=True))
 
 
+NS_COEFFS = (3.4445, -4.775, 2.0315)  # Muon's quintic Newton-Schulz step (optax.contrib.muon's)
+
+
+def _ns_step(xp, x):
+    a, b, c = NS_COEFFS
+    if x.ndim < 2:  # a column (n, 1): its gram matrix is the scalar sum(x^2)
+        s = xp.sum(x * x)
+        return a * x + (b * s + c * s * s) * x
+    t = xp.swapaxes(x, -1, -2)
+    if x.shape[-2] <= x.shape[-1]:  # the smaller of the two gram matrices, as optax does
+        gm = x @ t
+        return a * x + (b * gm + c * gm @ gm) @ x
+    gm = t @ x
+    return a * x + x @ (b * gm + c * gm @ gm)
+
+
 def _dot(xp, x, y):
     x, y = xp.broadcast_arrays(x, y)
     return _full(xp, x, xp.sum(x * y))
@@ -165,6 +181,18 @@ _OPS = [
     Op("col_mean", 1, _col_mean, reduces=True, searched=False,
        doc="the mean of each column (over the second-last axis); a vector's mean; a scalar itself",
        src="x if x.ndim == 0 else xp.zeros_like(x) + xp.mean(x, axis=-2 if x.ndim >= 2 else -1, keepdims=True)"),
+    # five of these on a matrix of Frobenius norm 1 orthogonalise it approximately (Muon)
+    Op("ns_step", 1, _ns_step, reduces=True, searched=False,
+       doc="one Newton-Schulz step a x + b (x x^T) x + c (x x^T)^2 x, (a, b, c) = (3.4445, -4.775, 2.0315)",
+       src="if x.ndim < 2:\n"
+           "    s = xp.sum(x * x)\n"
+           "    return 3.4445 * x + (-4.775 * s + 2.0315 * s * s) * x\n"
+           "t = xp.swapaxes(x, -1, -2)\n"
+           "if x.shape[-2] <= x.shape[-1]:\n"
+           "    gm = x @ t\n"
+           "    return 3.4445 * x + (-4.775 * gm + 2.0315 * gm @ gm) @ x\n"
+           "gm = t @ x\n"
+           "3.4445 * x + x @ (-4.775 * gm + 2.0315 * gm @ gm)"),
 ]
 
 OPS: dict[str, Op] = {op.name: op for op in _OPS}

@@ -97,16 +97,29 @@ def test_shape_ops_work_on_the_matrices_of_the_last_two_axes_of_any_rank():
     np.testing.assert_allclose(col.fn(np, v), [v.mean()] * 5)
     s = np.float64(2.5)  # a scalar is a 1 x 1 matrix
     assert row.fn(np, s) == col.fn(np, s) == 2.5
+    # five Newton-Schulz steps orthogonalise each matrix approximately (singular values 0.7 to 1.2)
+    ns = dsl.OPS["ns_step"].fn
+    for shape in ((4, 6), (6, 4), (2, 3, 5)):
+        y = rng.normal(size=shape)
+        y = y / np.linalg.norm(y, axis=(-2, -1), keepdims=True)
+        z = y
+        for _ in range(5):
+            z = ns(np, z)
+        sv = np.linalg.svd(z, compute_uv=False)
+        assert np.all((sv > 0.6) & (sv < 1.25)), (shape, sv)
+        if len(shape) == 3:  # batched over the leading axis
+            np.testing.assert_allclose(ns(np, y)[1], ns(np, y[1]), rtol=1e-12)
+    np.testing.assert_allclose(ns(np, v), ns(np, v[:, None])[:, 0], rtol=1e-12)  # a vector is a column
     # one definition for abstract execution and training: per leaf at its own shape in both
     import jax.numpy as jnp
-    p = prog("r = row_mean(g)", "c = col_mean(g)", "update = r - c")
+    p = prog("r = row_mean(g)", "c = col_mean(g)", "n = ns_step(g)", "update = r - c", "update = update + n")
     for shape in ((), (5,), (3, 4), (2, 3, 4)):
         g = rng.normal(size=shape)
         u, _, _ = run(p, np, np.zeros(shape), g, np.zeros(shape), np.zeros(shape), 1.0)
         (uj,), _, _ = dsl.tree_update(p, [jnp.zeros(shape)], [jnp.asarray(g, jnp.float32)], None, None, 1.0, 1.0)
         np.testing.assert_allclose(np.asarray(uj), u, rtol=1e-5, atol=1e-6)
     # the search writes them only where a config lists them; the default ops keep their opcodes
-    assert {"row_mean", "col_mean"} <= set(dsl.OP_NAMES) - set(dsl.SEARCH_OPS)
+    assert {"row_mean", "col_mean", "ns_step"} <= set(dsl.OP_NAMES) - set(dsl.SEARCH_OPS)
     assert dsl.SEARCH_OPS == dsl.OP_NAMES[:len(dsl.SEARCH_OPS)]
 
 

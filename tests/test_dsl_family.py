@@ -119,6 +119,7 @@ BUILTIN_FAMILIES = {
     "lamb": "other", "lars": "other", "nadam": "other", "novograd": "other", "rmsprop_centered": "other",
     "yogi": "other",
     "adafactor": "other",
+    "muon": "other",
 }
 
 

@@ -18,8 +18,8 @@ def _tree(seed):
             "nested": [jax.random.normal(k[2], ()), jax.random.normal(k[3], (2, 3, 4))]}
 
 
-def _train(opt, seed=0):
-    params = _tree(seed)
+def _train(opt, seed=0, tree=None):
+    params = (tree or _tree)(seed)
     state = opt.init(params)
 
     @jax.jit
