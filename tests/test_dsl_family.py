@@ -114,10 +114,11 @@ BUILTIN_FAMILIES = {
     # the families name Lion's neighbours and Adam's shape; these differ from both in their second
     # moment (adabelief, adamax, yogi, novograd, rmsprop_centered, adagrad's running sum), their
     # first (nadam's look-ahead, adopt's normalised and clipped g), a per-tensor trust ratio (lamb,
-    # lars) or a mask (cautious_lion)
+    # lars) or a mask (cautious_lion); with more memory slots: amsgrad's running maximum of the second
+    # moment, ademamix's slow momentum added to the fast one, adan's moment of gradient differences
     "adabelief": "other", "adagrad": "other", "adamax": "other", "adopt": "other", "cautious_lion": "other",
     "lamb": "other", "lars": "other", "nadam": "other", "novograd": "other", "rmsprop_centered": "other",
-    "yogi": "other",
+    "yogi": "other", "amsgrad": "other", "ademamix": "other", "adan": "other",
 }
 
 
