@@ -187,11 +187,12 @@ def parse(text: str, name: str = "") -> Program:
         line = _Line(t, n)
         if line.at("name", "return"):
             ret_at = (n, line.take("name")[2])
-            for k, slot in enumerate(("update",) + memory):
+            for k, slot in enumerate(("update",) + memory):  # update and every memory slot, in order
                 if k:
-                    line.take("punct", ",", "','")
+                    line.take("punct", ",", ret)
                 line.take("name", slot, ret)
-            line.done()
+            if not line.at("end"):
+                line.error(ret)
             returned = True
         else:
             stmts.append(_statement(line, names, pnames))
