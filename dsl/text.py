@@ -2,7 +2,8 @@
 
 The text looks like Python but is tokenized and parsed here into the op table; it is never run.
 One operation per statement: `x = op(a, b)`, `x = a + b` (+ - * /) or `x = -a`, over slot names,
-named hyper-parameters and number literals.
+named hyper-parameters and number literals. Further memory slots are names without a default
+between `v` and `lr` in the signature, returned after `v` in the same order.
 """
 from __future__ import annotations
 
