@@ -11,14 +11,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .execute import run
-from .program import MEMORY, Program
+from .program import Program
 
 
 def _live(p: Program) -> tuple[list[bool], set[str]]:
     """Which statements are live, and which memory slots carry state across steps.
 
     A statement is live if its result reaches `update`, this step or a later one: `m`'s new value
-    is live only if some live statement reads the old `m` (a fixpoint over the two memory slots).
+    is live only if some live statement reads the old `m` (a fixpoint over the memory slots).
     """
     needed = {"update"}
     while True:
@@ -29,21 +29,25 @@ def _live(p: Program) -> tuple[list[bool], set[str]]:
                 keep[i] = True
                 live_names.discard(s.out)
                 live_names.update(a for a in s.args if isinstance(a, str))
-        carried = {k for k in MEMORY if k in live_names}  # old value read by a live statement
+        carried = {k for k in p.memory if k in live_names}  # old value read by a live statement
         if carried <= needed:
             return keep, {k for k in carried if any(k == s.out for s, l in zip(p.statements, keep) if l)}
         needed |= carried
 
 
 def strip_dead_code(p: Program) -> Program:
-    """The same optimizer without statements whose results never reach `update`."""
+    """The same optimizer without statements whose results never reach `update`, and without the
+    memory slots after `v` that no live statement reads or writes (`m` and `v` always stay)."""
     keep, _ = _live(p)
-    return p.replace(s for s, k in zip(p.statements, keep) if k)
+    stmts = tuple(s for s, k in zip(p.statements, keep) if k)
+    used = {s.out for s in stmts} | {a for s in stmts for a in s.args if isinstance(a, str)}
+    memory = p.memory[:2] + tuple(k for k in p.memory[2:] if k in used)
+    return Program(stmts, p.params, p.uses_step, p.name, memory)
 
 
 def state_slots(p: Program) -> tuple[str, ...]:
-    """The memory slots (`m`, `v`) that the optimizer must keep between steps."""
-    return tuple(k for k in MEMORY if k in _live(p)[1])
+    """The memory slots (of `p.memory`, in its order) that the optimizer must keep between steps."""
+    return tuple(k for k in p.memory if k in _live(p)[1])
 
 
 def redundancy(p: Program) -> float:
@@ -70,21 +74,21 @@ def _lr_shape(t: int) -> float:
 def trajectory(p: Program, seed: int = 0, shapes=SHAPES, steps: int = STEPS, grads=None):
     """The updates of `p` over `steps` steps on random tensors: a list (per step) of lists (per tensor).
 
-    `w` starts random, `m` and `v` at zero, gradients are fresh N(0, 1) draws each step, and the
+    `w` starts random, the memory slots at zero, gradients are fresh N(0, 1) draws each step, and the
     caller's rule `w <- w - update` is applied, so the trajectory captures the whole optimizer.
     """
     rng = np.random.default_rng(seed)
     ws = [rng.normal(size=s) for s in shapes]
     if grads is None:
         grads = [[rng.normal(size=s) for s in shapes] for _ in range(steps)]
-    ms = [np.zeros(s) for s in shapes]
-    vs = [np.zeros(s) for s in shapes]
+    mem = [[np.zeros(s) for _ in p.memory] for s in shapes]  # per tensor, one per slot
     out = []
     with np.errstate(all="ignore"):
         for t in range(steps):
             ups = []
             for i in range(len(shapes)):
-                u, ms[i], vs[i] = run(p, np, ws[i], grads[t][i], ms[i], vs[i], _lr_shape(t), float(t + 1))
+                m, v, *extra = mem[i]
+                u, *mem[i] = run(p, np, ws[i], grads[t][i], m, v, _lr_shape(t), float(t + 1), extra=extra)
                 ws[i] = ws[i] - u
                 ups.append(u)
             out.append(ups)

@@ -13,27 +13,32 @@ from .execute import run
 from .program import Program, ProgramError
 
 
-def tree_update(p: Program, params, grads, m, v, lr, step, hyper=None):
+def tree_update(p: Program, params, grads, m, v, lr, step, hyper=None, extra=()):
     """One step of `p` on every leaf of a pytree (reductions are per leaf).
 
     `m`/`v` are pytrees like `params`, or None for a slot the program keeps no state in (it then
-    reads zeros). Returns (update, m, v) with the same convention; apply `params - update`.
+    reads zeros); `extra` holds the memory slots after `v` (`p.memory[2:]`) alike (missing ones are
+    None). Returns (update, m, v, *extra) with the same convention, one per `p.outputs`; apply
+    `params - update`.
     The tree is any of JAX's (tuples, lists, dicts, NamedTuples, None nodes, nested): its
     structure is `params`' own, so a tuple of parameters is never mistaken for a leaf's outputs.
     `hyper`: values for named hyper-parameters (see `as_optax`).
     """
     leaves, tree = jax.tree.flatten(params)
+    memory = (m, v) + tuple(extra) + (None,) * (len(p.memory) - 2 - len(tuple(extra)))
     state = lambda t: [jnp.zeros_like(w) for w in leaves] if t is None else tree.flatten_up_to(t)
-    outs = [run(p, jnp, w, g, mi, vi, lr, step, hyper)
-            for w, g, mi, vi in zip(leaves, tree.flatten_up_to(grads), state(m), state(v))]
+    per_leaf = zip(*(state(t) for t in memory))  # each leaf's memory values, one per slot
+    outs = [run(p, jnp, w, g, mi, vi, lr, step, hyper, rest)
+            for w, g, (mi, vi, *rest) in zip(leaves, tree.flatten_up_to(grads), per_leaf)]
     pick = lambda k: tree.unflatten([o[k] for o in outs])
-    return pick(0), None if m is None else pick(1), None if v is None else pick(2)
+    return (pick(0), *(None if t is None else pick(k) for k, t in enumerate(memory, 1)))
 
 
 class ProgramState(NamedTuple):
     count: jax.Array  # steps taken so far
     m: optax.Params | None
     v: optax.Params | None
+    extra: tuple = ()  # the memory slots after v (`Program.memory[2:]`), each a tree or None
 
 
 def as_optax(p: Program, learning_rate: float | optax.Schedule, **hyper) -> optax.GradientTransformationExtraArgs:
@@ -51,17 +56,17 @@ def as_optax(p: Program, learning_rate: float | optax.Schedule, **hyper) -> opta
 
     def init(params):
         zeros = lambda: jax.tree.map(jnp.zeros_like, params)
-        return ProgramState(jnp.zeros([], jnp.int32),
-                            zeros() if "m" in slots else None, zeros() if "v" in slots else None)
+        m, v, *extra = (zeros() if k in slots else None for k in p.memory)
+        return ProgramState(jnp.zeros([], jnp.int32), m, v, tuple(extra))
 
     def update(grads, state, params=None, **extra_args):
         if params is None:
             raise ValueError(f"the program optimizer {p.name or ''} needs params: call update(grads, state, params)")
         now = lambda x: x(state.count) if callable(x) else x
         step = (state.count + 1).astype(jnp.float32)
-        upd, m, v = tree_update(p, params, grads, state.m, state.v, now(learning_rate), step,
-                                {k: now(x) for k, x in hyper.items()})
-        return jax.tree.map(jnp.negative, upd), ProgramState(optax.safe_increment(state.count), m, v)
+        upd, m, v, *extra = tree_update(p, params, grads, state.m, state.v, now(learning_rate), step,
+                                        {k: now(x) for k, x in hyper.items()}, state.extra)
+        return jax.tree.map(jnp.negative, upd), ProgramState(optax.safe_increment(state.count), m, v, tuple(extra))
 
     return optax.GradientTransformationExtraArgs(init, update)
 

@@ -70,6 +70,7 @@ _RESERVED = frozenset({
     "jax", "jnp", "optax", "torch", "NamedTuple", "ProgramState", "make_optimizer", "init", "params",
     "grads", "state", "learning_rate", "zeros", "leaves", "tree", "ms", "vs", "outs", "updates", "self",
     "group", "closure", "loss", "super", "dict", "float", "zip", "callable", "betas", "weight_decay",
+    "extra", "extras",
 })
 
 class ExportError(ValueError):
@@ -116,7 +117,7 @@ def _ref(p: Program) -> str:
 
 def _body(p: Program, names: _Names, to: str) -> tuple[list[str], dict[str, str]]:
     """The statement lines of the per-tensor function and the helpers they call (name -> source)."""
-    full = {"w", "g", "m", "v"}  # values known to be at the parameter's shape
+    full = {"w", "g", *p.memory}  # values known to be at the parameter's shape
     lines, ref, helpers = [], _ref(p), {"_full": _FULL.format(_NAMESPACES[to][2])}
     for s in p.statements:
         op = OPS[s.op]
@@ -146,14 +147,14 @@ def _header(p: Program, what: str) -> list[str]:
     text = to_text(p).rstrip("\n").splitlines()
     return ['"""' + what + ", exported by lionsearch from this program (dead code removed):", "",
             *("    " + t for t in text), "",
-            "`update` is subtracted from the weights (w <- w - update); m and v start at zero.",
+            f"`update` is subtracted from the weights (w <- w - update); {', '.join(p.memory[:-1])} and "
+            f"{p.memory[-1]} start at zero.",
             "Self-contained: it does not import lionsearch.", '"""']
 
 
 def _signature_args(p: Program, names: _Names) -> tuple[list[str], list[str]]:
     """The per-tensor function's parameters: the inputs it reads, then the hyper-parameters."""
-    ins = ["w", "g", "m", "v", "lr"] + ([STEP] if p.uses_step else [])
-    return [names(a) for a in ins], [names(k) for k, _ in p.params]
+    return [names(a) for a in p.inputs], [names(k) for k, _ in p.params]
 
 
 def _prologue(p: Program, torch: bool) -> list[str]:
@@ -172,7 +173,7 @@ def _prologue(p: Program, torch: bool) -> list[str]:
 
 def _epilogue(p: Program, names: _Names) -> str:
     ref = _ref(p)
-    return f"return {', '.join(f'_full({names(k)}, {ref})' for k in ('update', 'm', 'v'))}"
+    return f"return {', '.join(f'_full({names(k)}, {ref})' for k in p.outputs)}"
 
 
 def _functions(p: Program, names: _Names, to: str) -> list[str]:
@@ -181,31 +182,39 @@ def _functions(p: Program, names: _Names, to: str) -> list[str]:
     ins, hyper = _signature_args(p, names)
     out = [line for h in sorted(helpers) for line in ("", helpers[h], "")]
     out += ["", f"def _train({', '.join(ins + hyper)}):",
-            '    """One step on one tensor: returns (update, m, v), each at w\'s shape and dtype."""']
+            f'    """One step on one tensor: returns ({", ".join(p.outputs)}), each at w\'s shape and dtype."""']
     return out + ["    " + line for line in _prologue(p, to == "pytorch") + lines + [_epilogue(p, names)]]
 
 
 def _optax(p: Program, names: _Names, _cls: str | None) -> str:
     slots = state_slots(p)
     _, hyper = _signature_args(p, names)
+    extra = p.memory[2:]  # in the state's `extra` tuple, in order (the code below is today's without them)
+    live = lambda k: f"{k} (memory)" if k in slots else f"{k} (unused: None)"
     out = [*_header(p, "An optax optimizer"),
            "from typing import NamedTuple", "", "import jax", "import jax.numpy as jnp", "import optax", "",
            *_functions(p, names, "optax")]
     out += ["", "", "class ProgramState(NamedTuple):",
             "    count: jax.Array  # steps taken so far",
             f"    m: optax.Params | None  # {'memory slot m' if 'm' in slots else 'unused: None'}",
-            f"    v: optax.Params | None  # {'memory slot v' if 'v' in slots else 'unused: None'}", "", ""]
+            f"    v: optax.Params | None  # {'memory slot v' if 'v' in slots else 'unused: None'}",
+            *([f"    extra: tuple = ()  # the memory slots after v: {', '.join(map(live, extra))}"] if extra else []),
+            "", ""]
     hp = "".join(f", {names(k)}={x!r}" for k, x in p.params)
-    call = ", ".join(["w", "g", "m", "v", "lr"] + (["step"] if p.uses_step else []) + hyper)
+    call = ", ".join(["w", "g", "m", "v"] + (["*extra"] if extra else []) + ["lr"] + (["step"] if p.uses_step else [])
+                     + hyper)
     zm, zv = ("zeros()" if k in slots else "None" for k in MEMORY)
     um, uv = (k if k in slots else "None" for k in MEMORY)
+    tup = lambda xs: f"({', '.join(xs)}{',' if len(xs) == 1 else ''})"
+    zx = f", {tup(['zeros()' if k in slots else 'None' for k in extra])}" if extra else ""
+    ux = ", extra" if extra else ""
     out += [f"def make_optimizer(learning_rate{hp}) -> optax.GradientTransformationExtraArgs:",
             '    """The optimizer; `learning_rate` (a float or an optax schedule of the step count) feeds',
             '    the program\'s `lr` input. Every argument can be injected and scheduled with',
             '    `optax.inject_hyperparams(make_optimizer)(learning_rate=..., ...)`."""', "",
             "    def init(params):",
             "        zeros = lambda: jax.tree.map(jnp.zeros_like, params)",
-            f"        return ProgramState(jnp.zeros([], jnp.int32), {zm}, {zv})", "",
+            f"        return ProgramState(jnp.zeros([], jnp.int32), {zm}, {zv}{zx})", "",
             "    def update(grads, state, params=None, **extra_args):  # optax's extra arguments: ignored",
             "        if params is None:",
             '            raise ValueError("this optimizer needs params: call update(grads, state, params)")',
@@ -215,11 +224,15 @@ def _optax(p: Program, names: _Names, _cls: str | None) -> str:
             "        zeros = [jnp.zeros_like(x) for x in leaves]",
             "        ms = zeros if state.m is None else tree.flatten_up_to(state.m)",
             "        vs = zeros if state.v is None else tree.flatten_up_to(state.v)",
+            *(["        extras = [zeros if x is None else tree.flatten_up_to(x) for x in state.extra]"] if extra else []),
             f"        outs = [_train({call})",
-            "                for w, g, m, v in zip(leaves, tree.flatten_up_to(grads), ms, vs)]",
+            f"                for w, g, m, v{', *extra' if extra else ''} in zip(leaves, tree.flatten_up_to(grads), "
+            f"ms, vs{', *extras' if extra else ''})]",
             "        updates = tree.unflatten([-o[0] for o in outs])",
             *(f"        {k} = tree.unflatten([o[{i}] for o in outs])" for i, k in ((1, "m"), (2, "v")) if k in slots),
-            f"        return updates, ProgramState(optax.safe_increment(state.count), {um}, {uv})", "",
+            *([f"        extra = " + tup([f"tree.unflatten([o[{i}] for o in outs])" if k in slots else "None"
+                                           for i, k in enumerate(extra, 3)])] if extra else []),
+            f"        return updates, ProgramState(optax.safe_increment(state.count), {um}, {uv}{ux})", "",
             "    return optax.GradientTransformationExtraArgs(init, update)", ""]
     return "\n".join(out)
 
@@ -262,7 +275,7 @@ def _pytorch(p: Program, names: _Names, name: str | None) -> str:
     out = [*_header(p, "A PyTorch optimizer"), "import torch", "", *_functions(p, names, "pytorch")]
     args, reads = _torch_hyper(p, names)
     keys = [a.split("=", 1)[0] for a in args]
-    mem = [f'state["{k}"]' if k in slots else "torch.zeros_like(p)" for k in MEMORY]
+    mem = [f'state["{k}"]' if k in slots else "torch.zeros_like(p)" for k in p.memory]
     call = ", ".join(["p", "p.grad", *mem, 'group["lr"]'] + (['float(state["step"])'] if p.uses_step else [])
                      + [reads[k] for k, _ in p.params])
     out += ["", "", f"class {cls}(torch.optim.Optimizer):",
@@ -284,10 +297,11 @@ def _pytorch(p: Program, names: _Names, name: str | None) -> str:
             "                state = self.state[p]",
             "                if not state:",
             '                    state["step"] = 0',
-            *(f'                    state["{k}"] = torch.zeros_like(p)' for k in MEMORY if k in slots),
+            *(f'                    state["{k}"] = torch.zeros_like(p)' for k in p.memory if k in slots),
             '                state["step"] += 1',
-            f"                update, m, v = _train({call})",
+            f"                update, m, v{', *extra' if len(p.memory) > 2 else ''} = _train({call})",
             *(f'                state["{k}"] = {k}' for k in MEMORY if k in slots),
+            *(f'                state["{k}"] = extra[{i}]' for i, k in enumerate(p.memory[2:]) if k in slots),
             "                p.sub_(update)",
             "        return loss", ""]
     return "\n".join(out)

@@ -14,12 +14,13 @@ how it is scaled, do not matter.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from dataclasses import dataclass, field
 
 from .analysis import state_slots, strip_dead_code
-from .program import MEMORY, OUTPUTS, Program
+from .program import Program
 
 Expr = tuple  # ("const", value) | ("in", name) | ("sum", ((coef, term), ...)) | ("prod", coef, factors) | (op, args...)
 
@@ -186,11 +187,13 @@ def _affine(e: Expr) -> bool:
 
 def equivalent_up_to_constants(p: Program, q: Program) -> bool:
     """Whether `p` is `q` with other (nonzero) constants: the same normal form, constants aside,
-    and memory rules that are weighted averages (EMAs) where q's are. The memory slots may trade
-    names (momentum kept in `v` instead of `m`)."""
+    and memory rules that are weighted averages (EMAs) where q's are. The memory slots that carry
+    state may trade names (momentum kept in `v` instead of `m`, or in a slot of another name)."""
     fp, fq = normal_forms(p), normal_forms(q)
-    swap = {"m": "v", "v": "m"}
-    for rename in ({}, swap):
+    mp, mq = strip_dead_code(p).memory, strip_dead_code(q).memory
+    n = max(len(mp), len(mq))  # every one-to-one renaming of p's slots to q's (padded to one length)
+    for perm in itertools.permutations(mq + tuple(f"#{i}" for i in range(n - len(mq)))):
+        rename = dict(zip(mp, perm))
         def ren(e):
             if e[0] == "in":
                 return ("in", rename.get(e[1], e[1]))
@@ -229,9 +232,9 @@ def _close(a, b, tol: float = 1e-9) -> bool:
 
 
 def _outputs(p: Program, old: dict[str, Expr]) -> dict[str, Expr]:
-    """The normal form of every output's final value (`update`, `m`, `v`), with the memory slots'
-    old values given by `old` (an unwritten slot keeps its old value)."""
-    needed, live = set(OUTPUTS), []
+    """The normal form of every output's final value (`update` and the memory slots), with the
+    memory slots' old values given by `old` (an unwritten slot keeps its old value)."""
+    needed, live = set(p.outputs), []
     for s in reversed(p.statements):
         if s.out in needed:
             live.append(s)
@@ -242,22 +245,22 @@ def _outputs(p: Program, old: dict[str, Expr]) -> dict[str, Expr]:
         args = [env[a] if isinstance(a, str) else _const(a) for a in s.args]
         # the schedule's lr is never negative: |lr| is lr
         env[s.out] = _LR if s.op == "abs" and args[0] == _LR else _apply(s.op, args)
-    return {k: env[k] for k in OUTPUTS}
+    return {k: env[k] for k in p.outputs}
 
 
 def _slot_classes(p: Program) -> tuple[list[list[str]], dict[str, Expr]]:
     """Classes of memory slots that always hold equal values ("0" marks the class of slots that
     are always zero), and the outputs with each slot read as its class's representative.
 
-    Both slots start at zero, so a greatest fixpoint: start with everything in one class, and split
+    Every slot starts at zero, so a greatest fixpoint: start with everything in one class, and split
     a class whose members' new values differ when every slot is read as its representative. At the
     fixpoint, members equal before a step are equal after it, so by induction always."""
     p = p.inline_params()
-    classes = [["0", *MEMORY]]
+    classes = [["0", *p.memory]]
     while True:
         old = {k: _const(0.0) if "0" in c else ("in", c[0]) for c in classes for k in c if k != "0"}
         out = _outputs(p, old)
-        new = {k: _const(0.0) if k == "0" else out[k] for k in ("0", *MEMORY)}
+        new = {k: _const(0.0) if k == "0" else out[k] for k in ("0", *p.memory)}
         split = []
         for c in classes:
             groups: list[list[str]] = []
@@ -275,10 +278,10 @@ def _slot_classes(p: Program) -> tuple[list[list[str]], dict[str, Expr]]:
 
 def equal_slots(p: Program) -> list[tuple[str, ...]]:
     """The memory slots grouped into classes that always hold equal values: each slot is in
-    exactly one class; both are in one where, e.g., one copies the other at the end of each step,
+    exactly one class; two are in one where, e.g., one copies the other at the end of each step,
     or where neither is ever written."""
     classes = [tuple(k for k in c if k != "0") for c in _slot_classes(p)[0] if c != ["0"]]
-    return sorted(classes, key=lambda c: MEMORY.index(c[0]))
+    return sorted(classes, key=lambda c: p.memory.index(c[0]))
 
 
 @dataclass(frozen=True)

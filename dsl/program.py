@@ -1,8 +1,10 @@
 """The `Program` value type: an optimizer as a list of statements `out = op(args...)`.
 
 A program computes ``train(w, g, m, v, lr) -> (update, m, v)`` for one parameter tensor; the caller
-applies ``w <- w - update``. Arguments are slot names (inputs, temporaries, named hyper-parameters)
-or float constants. Programs are immutable; equality and hashing are structural.
+applies ``w <- w - update``. A program may declare more memory slots after `v` (`memory`, up to
+MAX_MEMORY in all), which it returns after `v` in the same order. Arguments are slot names
+(inputs, temporaries, named hyper-parameters) or float constants. Programs are immutable; equality
+and hashing are structural.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from .ops import OPS
 
 INPUTS = ("w", "g", "m", "v", "lr")  # the paper's inputs, always present
 STEP = "step"  # optional extra input: the 1-based step count (needed for Adam's bias correction)
-MEMORY = ("m", "v")  # slots carried from one step to the next, initialised to zero
+MEMORY = ("m", "v")  # slots carried from one step to the next, initialised to zero; always present
+MAX_MEMORY = 8  # memory slots a program may have in all (m and v included)
 OUTPUTS = ("update", "m", "v")
 KEYWORDS = frozenset({"def", "train", "return"})
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -51,15 +54,23 @@ class Program:
     params: tuple[tuple[str, float], ...] = ()  # named hyper-parameters with their values
     uses_step: bool = False  # whether the signature declares the `step` input
     name: str = field(default="", compare=False)  # where it came from, for messages only
+    memory: tuple[str, ...] = MEMORY  # the memory slots: m, v, then any the program declares
 
     def __post_init__(self):
         object.__setattr__(self, "statements", tuple(self.statements))
         object.__setattr__(self, "params", tuple((str(k), float(x)) for k, x in self.params))
+        object.__setattr__(self, "memory", tuple(self.memory))
         validate(self)
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        return INPUTS + ((STEP,) if self.uses_step else ())
+        """The signature's inputs in order: w, g, the memory slots, lr, and step if declared."""
+        return ("w", "g") + self.memory + ("lr",) + ((STEP,) if self.uses_step else ())
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """What the program returns: `update`, then the memory slots."""
+        return ("update",) + self.memory
 
     @property
     def param_values(self) -> dict[str, float]:
@@ -80,14 +91,14 @@ class Program:
             raise ProgramError(f"unknown hyper-parameter(s) {', '.join(unknown)}; "
                                f"this program declares: {', '.join(known) or 'none'}")
         return Program(self.statements, tuple((k, float(values.get(k, x))) for k, x in self.params),
-                       self.uses_step, self.name)
+                       self.uses_step, self.name, self.memory)
 
     def inline_params(self) -> "Program":
         """The same function with every hyper-parameter replaced by its value as a constant."""
         vals = self.param_values
         stmts = tuple(Statement(s.out, s.op, tuple(vals.get(a, a) if isinstance(a, str) else a
                                                    for a in s.args)) for s in self.statements)
-        return Program(stmts, (), self.uses_step, self.name)
+        return Program(stmts, (), self.uses_step, self.name, self.memory)
 
     def scale_lr(self, k: float) -> "Program":
         """The same optimizer with its learning-rate input multiplied by k (a first statement
@@ -98,14 +109,32 @@ class Program:
 
     def replace(self, statements) -> "Program":
         """The same signature with another statement list (validated)."""
-        return Program(tuple(statements), self.params, self.uses_step, self.name)
+        return Program(tuple(statements), self.params, self.uses_step, self.name, self.memory)
+
+
+def memory_slot_error(name: str, memory) -> str | None:
+    """Why `name` cannot be a further memory slot after `memory` (the slots declared before it)."""
+    if not isinstance(name, str) or not _NAME.match(name) or name in KEYWORDS or name in INPUTS \
+            or name in ("update", STEP):
+        return f"{name!r} cannot be a memory slot"
+    if name in memory:
+        return f"memory slot {name!r} is declared twice"
+    if len(memory) >= MAX_MEMORY:
+        return f"at most {MAX_MEMORY} memory slots (m and v included)"
+    return None
 
 
 def validate(p: Program) -> None:
     """Raise ProgramError unless `p` is structurally well formed."""
+    if p.memory[:2] != MEMORY:
+        raise ProgramError(f"the memory slots start with m, v; got {', '.join(map(str, p.memory))}")
+    for i, k in enumerate(p.memory[2:], 2):
+        why = memory_slot_error(k, p.memory[:i])
+        if why:
+            raise ProgramError(why)
     params = [k for k, _ in p.params]
     for k, x in p.params:
-        if not _NAME.match(k) or k in KEYWORDS or k in OUTPUTS or k in INPUTS or k == STEP:
+        if not _NAME.match(k) or k in KEYWORDS or k in OUTPUTS or k in INPUTS or k == STEP or k in p.memory:
             raise ProgramError(f"bad hyper-parameter name {k!r}")
         if not math.isfinite(x):
             raise ProgramError(f"hyper-parameter {k} must be a finite number, got {x}")

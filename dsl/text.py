@@ -2,7 +2,8 @@
 
 The text looks like Python but is tokenized and parsed here into the op table; it is never run.
 One operation per statement: `x = op(a, b)`, `x = a + b` (+ - * /) or `x = -a`, over slot names,
-named hyper-parameters and number literals.
+named hyper-parameters and number literals. Further memory slots are names without a default
+between `v` and `lr` in the signature, returned after `v` in the same order.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import math
 import re
 
 from .ops import INFIX, OPS
-from .program import INPUTS, OUTPUTS, STEP, Program, ProgramError, Statement
+from .program import INPUTS, MEMORY, OUTPUTS, STEP, Program, ProgramError, Statement, memory_slot_error
 
 _TOKEN = re.compile(r"""
     (?P<space>[ \t]+)
@@ -87,15 +88,26 @@ def _operand(line: _Line, names: set[str], params: set[str]):
     line.error("a name or a number")
 
 
-def _signature(line: _Line) -> tuple[tuple[tuple[str, float], ...], bool]:
+def _signature(line: _Line) -> tuple[tuple[tuple[str, float], ...], bool, tuple[str, ...]]:
     line.take("name", "def", "'def train(w, g, m, v, lr, ...):'")
     line.take("name", "train", "'train'")
     line.take("punct", "(", "'('")
-    for k, slot in enumerate(INPUTS):
+    for k, slot in enumerate(INPUTS[:4]):
         expected = f"input {slot!r} (the inputs are w, g, m, v, lr in this order)"
         if k:
             line.take("punct", ",", "',' and " + expected)
         line.take("name", slot, expected)
+    # further memory slots: names without a default between `v` and `lr`
+    memory, expected = list(MEMORY), "input 'lr' (the inputs are w, g, m, v, further memory slots, lr in this order)"
+    line.take("punct", ",", "',' and " + expected)
+    while line.at("name") and not line.at("name", "lr") and line.peek(1)[1] in (",", ")"):
+        _, name, col = line.take("name")
+        why = memory_slot_error(name, memory)
+        if why:
+            raise ProgramError(why, line.lineno, col)
+        memory.append(name)
+        line.take("punct", ",", "',' and " + expected)
+    line.take("name", "lr", expected)
     uses_step, params = False, []
     while line.at("punct", ","):
         line.i += 1
@@ -105,14 +117,14 @@ def _signature(line: _Line) -> tuple[tuple[tuple[str, float], ...], bool]:
         if name == STEP and not params and not uses_step:
             uses_step = True
             continue
-        if name in INPUTS or name in OUTPUTS or name == STEP or name in (k for k, _ in params):
+        if name in INPUTS or name in OUTPUTS or name == STEP or name in memory or name in (k for k, _ in params):
             raise ProgramError(f"{name!r} cannot be a hyper-parameter here", line.lineno, col)
         line.take("punct", "=", f"'=' and a default value for {name}")
         params.append((name, _number(line)))
     line.take("punct", ")", "')'")
     line.take("punct", ":", "':'")
     line.done()
-    return tuple(params), uses_step
+    return tuple(params), uses_step, tuple(memory)
 
 
 def _statement(line: _Line, names: set[str], params: set[str]) -> Statement:
@@ -163,9 +175,10 @@ def parse(text: str, name: str = "") -> Program:
     n, t = lines[0]
     if t[:1] in (" ", "\t"):
         raise ProgramError("the signature must not be indented", n, 1)
-    params, uses_step = _signature(_Line(t, n))
+    params, uses_step, memory = _signature(_Line(t, n))
     pnames = {k for k, _ in params}
-    names = set(INPUTS) | ({STEP} if uses_step else set())
+    names = set(INPUTS + memory) | ({STEP} if uses_step else set())
+    ret = f"'return {', '.join(('update',) + memory)}'"
     stmts, returned = [], False
     for n, t in lines[1:]:
         if returned:
@@ -175,19 +188,20 @@ def parse(text: str, name: str = "") -> Program:
         line = _Line(t, n)
         if line.at("name", "return"):
             ret_at = (n, line.take("name")[2])
-            for k, slot in enumerate(OUTPUTS):
+            for k, slot in enumerate(("update",) + memory):  # update and every memory slot, in order
                 if k:
-                    line.take("punct", ",", "','")
-                line.take("name", slot, "'return update, m, v'")
-            line.done()
+                    line.take("punct", ",", ret)
+                line.take("name", slot, ret)
+            if not line.at("end"):
+                line.error(ret)
             returned = True
         else:
             stmts.append(_statement(line, names, pnames))
     if not returned:
-        raise ProgramError("missing 'return update, m, v'", lines[-1][0] + 1, 1)
+        raise ProgramError(f"missing {ret}", lines[-1][0] + 1, 1)
     if "update" not in names:
         raise ProgramError("the program never assigns `update`", *ret_at)
-    return Program(tuple(stmts), params, uses_step, name)
+    return Program(tuple(stmts), params, uses_step, name, memory)
 
 
 def _fmt(a) -> str:
@@ -205,6 +219,6 @@ def statement_text(s: Statement) -> str:
 
 def to_text(p: Program) -> str:
     """The printer: `parse(to_text(p)) == p` for every program."""
-    sig = list(INPUTS) + ([STEP] if p.uses_step else []) + [f"{k}={_fmt(x)}" for k, x in p.params]
+    sig = list(p.inputs) + [f"{k}={_fmt(x)}" for k, x in p.params]
     body = [f"    {statement_text(s)}" for s in p.statements]
-    return "\n".join([f"def train({', '.join(sig)}):", *body, "    return update, m, v"]) + "\n"
+    return "\n".join([f"def train({', '.join(sig)}):", *body, f"    return {', '.join(p.outputs)}"]) + "\n"

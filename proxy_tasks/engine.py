@@ -8,12 +8,14 @@ A program enters the compiled training loop as data:
   - `n`     int32       the number of real statements (the rest is padding, never executed),
   - `update` int32      the slot holding `update` at the end.
 All parameters of the model live in one flat vector, and the interpreter's environment is a
-matrix `env[slot, :]` over that vector: rows 0-5 are the inputs w, g, m, v, lr, step; then L rows
-for the temporaries, then 3L rows for constants (written once at initialisation). Element-wise ops
-run on the flat vector; reductions split it into the model's tensors (static slices) and apply the
-op to each tensor at its own shape, as `dsl.execute.run` does per leaf. Memory `m`/`v` are rows 2/3
-and carry over from step to step. Each statement is one `lax.switch` over the op table inside a
-`fori_loop` bounded by the real length, so padding costs nothing.
+matrix `env[slot, :]` over that vector: rows 0-5 are the inputs w, g, m, v, lr, step; then one row
+for each further memory slot the program uses (E of them), then L rows for the temporaries, then
+3L rows for constants (written once at initialisation). Element-wise ops run on the flat vector;
+reductions split it into the model's tensors (static slices) and apply the op to each tensor at its
+own shape, as `dsl.execute.run` does per leaf. Memory rows (`m`/`v` are rows 2/3) are written only
+by the program, so they carry over from step to step. Each statement is one `lax.switch` over the
+op table inside a `fori_loop` bounded by the real length, so padding costs nothing. One executable
+serves each (L, 2 + E): with E = 0, a two-slot program's, unchanged by the further slots.
 
 Every compiled run takes a vector of seeds and trains them all in one executable (`vmap` over the
 seed, the program's arrays shared): the op index of the switch stays unbatched, so each statement
@@ -52,6 +54,7 @@ class Encoded:
     consts: np.ndarray
     n: int
     update: int
+    memory: int = 2  # memory rows (m, v and the E further slots the program uses)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"ops": self.ops, "args": self.args, "outs": self.outs, "consts": self.consts,
@@ -73,10 +76,12 @@ def bucket_for(n: int, buckets: Sequence[int] = BUCKETS) -> int:
 
 def encode(p: Program, buckets: Sequence[int] = BUCKETS) -> Encoded:
     """Encode a program (stripped of dead code, params inlined) into padded arrays."""
-    p = prepare(p)
+    p = prepare(p)  # declares only the memory slots its live statements use
     L = bucket_for(len(p), buckets)
     opcode = {name: i for i, name in enumerate(dsl.OP_NAMES)}
     slot = {name: i for i, name in enumerate(INPUT_SLOTS)}
+    base = N_IN + len(p.memory) - 2  # the first temporary's row
+    slot.update((k, N_IN + i) for i, k in enumerate(p.memory[2:]))
     consts: dict[float, int] = {}
     n_temp = 0
     ops = np.zeros(L, np.int32)
@@ -91,15 +96,15 @@ def encode(p: Program, buckets: Sequence[int] = BUCKETS) -> Encoded:
             else:
                 if a not in consts:
                     cvals[len(consts)] = a
-                    consts[a] = N_IN + L + len(consts)
+                    consts[a] = base + L + len(consts)
                 args[i, j] = consts[a]
-        if s.out not in slot:  # a temporary: rows N_IN .. N_IN + L - 1
-            slot[s.out] = N_IN + n_temp
+        if s.out not in slot:  # a temporary: rows base .. base + L - 1
+            slot[s.out] = base + n_temp
             n_temp += 1
         outs[i] = slot[s.out]
     # padding: never executed (the loop runs n statements), but keep it harmless anyway
-    outs[len(p):] = N_IN + L - 1
-    return Encoded(L, ops, args, outs, cvals, len(p), slot["update"])
+    outs[len(p):] = base + L - 1
+    return Encoded(L, ops, args, outs, cvals, len(p), slot["update"], len(p.memory))
 
 
 # ---- parameter layout --------------------------------------------------------------------------
@@ -206,17 +211,18 @@ def per_seed(opt_init: Callable, opt_update: Callable) -> tuple[Callable, Callab
             jax.vmap(opt_update, in_axes=(None, 0, 0, 0, None, None)))
 
 
-def interpreter(task: Task, L: int) -> Callable:
-    """The jitted training run of the interpreter for programs padded to length L. The
-    environment is `env[slot, seed, :]`: a statement reads and writes whole rows (every seed at
-    once), so the op switch and the row indices stay unbatched."""
+def interpreter(task: Task, L: int, memory: int = 2) -> Callable:
+    """The jitted training run of the interpreter for programs padded to length L with `memory`
+    memory slots. The environment is `env[slot, seed, :]`: a statement reads and writes whole rows
+    (every seed at once), so the op switch and the row indices stay unbatched."""
     layout = Layout(jax.eval_shape(task.init, jax.random.PRNGKey(0)))
     branches = _branches(layout)
-    rows = N_IN + 4 * L
+    base = N_IN + memory - 2  # the further memory slots' rows come before the temporaries
+    rows = base + 4 * L
 
     def opt_init(params, prog):
         env = jnp.zeros((rows,) + params.shape, jnp.float32)
-        return env.at[N_IN + L:].set(jnp.broadcast_to(prog["consts"][:, None, None], (3 * L,) + params.shape))
+        return env.at[base + L:].set(jnp.broadcast_to(prog["consts"][:, None, None], (3 * L,) + params.shape))
 
     def opt_update(prog, w, g, env, lr, step):
         env = env.at[0].set(w).at[1].set(g)
@@ -238,11 +244,11 @@ def _direct_opt(p: Program):
 
     def opt_init(params, _):
         z = lambda: jax.tree.map(jnp.zeros_like, params)
-        return (z() if "m" in slots else None, z() if "v" in slots else None)
+        return tuple(z() if k in slots else None for k in p.memory)
 
     def opt_update(_, params, grads, state, lr, step):
-        upd, m, v = dsl.tree_update(p, params, grads, state[0], state[1], lr, step)
-        return upd, (m, v)
+        upd, *memory = dsl.tree_update(p, params, grads, state[0], state[1], lr, step, extra=state[2:])
+        return upd, tuple(memory)
 
     return per_seed(opt_init, opt_update)
 
@@ -310,7 +316,7 @@ class Evaluator:
         else:
             self.task = get_task(task, **size)
         self.buckets = tuple(sorted(buckets))
-        self._compiled: dict[int, Callable] = {}
+        self._compiled: dict[tuple[int, int], Callable] = {}  # by (length bucket, memory slots)
         self._optax: dict[Callable, Callable] = {}
 
     def __repr__(self):
@@ -320,10 +326,10 @@ class Evaluator:
     def data(self):
         return self.task.data()
 
-    def compiled(self, bucket: int) -> Callable:
-        if bucket not in self._compiled:
-            self._compiled[bucket] = interpreter(self.task, bucket)
-        return self._compiled[bucket]
+    def compiled(self, bucket: int, memory: int = 2) -> Callable:
+        if (bucket, memory) not in self._compiled:
+            self._compiled[bucket, memory] = interpreter(self.task, bucket, memory)
+        return self._compiled[bucket, memory]
 
     def warm(self, buckets: Sequence[int] | None = None, seeds: Sequence[int] = (0,)) -> None:
         """Compile ahead of time for this many seeds (by running a one-statement program)."""
@@ -334,10 +340,10 @@ class Evaluator:
 
     def evaluate(self, p: Program, seeds: Sequence[int] = (0,)) -> Fitness:
         """Train `p` on every seed at once with the compile-once interpreter (one executable per
-        bucket and number of seeds); mean validation loss over the seeds."""
+        bucket, number of memory slots and number of seeds); mean validation loss over the seeds."""
         t0 = time.perf_counter()
         enc = encode(p, self.buckets)
-        return _fitness(self.compiled(enc.bucket)(enc.arrays(), _seeds(seeds), self.data), t0)
+        return _fitness(self.compiled(enc.bucket, enc.memory)(enc.arrays(), _seeds(seeds), self.data), t0)
 
     def evaluate_direct(self, p: Program, seeds: Sequence[int] = (0,)) -> Fitness:
         """The same training with `p` compiled directly (jax.jit per program): the reference."""

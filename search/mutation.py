@@ -7,7 +7,9 @@
   another of the same arity, or with `op_change: any_arity` any other op, keeping the arguments
   in order as far as the new op takes them and drawing the rest as an insert does (so that
   `update = m / d` may become `update = sign(m)` or `update = clip(m, d, x)` in one step).
-What they may write is the `SearchSpace` (the config's `search_space` section). Redundant
+What they may write is the `SearchSpace` (the config's `search_space` section); with `memory: K`
+above 2, inserts may also write, and new arguments read, further memory slots m3 .. mK, which a
+program declares once it uses them (as it declares `step`). Redundant
 statements are allowed as stepping stones. A child that is malformed or fails abstract execution is
 re-mutated from its parent.
 """
@@ -20,7 +22,7 @@ import numpy as np
 
 import dsl
 from dsl import Program, ProgramError, Statement
-from dsl.program import STEP
+from dsl.program import MAX_MEMORY, STEP
 
 KINDS = ("insert", "delete", "modify")
 OP_CHANGES = ("same_arity", "any_arity")
@@ -39,6 +41,7 @@ class SearchSpace:
     constant_prob: float = 0.25  # chance that a new argument is a constant rather than a slot
     constant_scale: float = 1.0  # a new constant is drawn from N(0, constant_scale^2)
     op_change: str = "same_arity"  # what an op change may pick: same_arity or any_arity (see modify)
+    memory: int = 2  # memory slots a program may have: m, v, and m3 .. m<memory> beyond 2
 
     def __post_init__(self):
         if self.max_statements < 1:
@@ -47,6 +50,8 @@ class SearchSpace:
             raise ValueError(f"constant_prob: must be between 0 and 1, got {self.constant_prob}")
         if self.constant_scale <= 0:
             raise ValueError(f"constant_scale: must be positive, got {self.constant_scale}")
+        if not (isinstance(self.memory, int) and 2 <= self.memory <= MAX_MEMORY):
+            raise ValueError(f"memory: expected 2 to {MAX_MEMORY} memory slots, got {self.memory!r}")
         if self.op_change not in OP_CHANGES:
             raise ValueError(f"op_change: expected one of {', '.join(OP_CHANGES)}, got {self.op_change!r}")
         unknown = [o for o in self.ops if o not in dsl.OPS]
@@ -79,20 +84,30 @@ class MutationConfig:
             raise ValueError(f"max_tries: must be at least 1, got {self.max_tries}")
 
 
+def _memory(p: Program, space: SearchSpace) -> list[str]:
+    """The memory slots after `v` a mutation may read and write: the program's own, then new ones
+    (m3, m4, ... up to the space's `memory` slots in all, names the program does not use)."""
+    used = set(p.inputs) | set(p.param_values) | {s.out for s in p.statements}
+    new = [f"m{k}" for k in range(3, space.memory + 1) if f"m{k}" not in used]
+    return list(p.memory[2:]) + new[:max(0, space.memory - len(p.memory))]
+
+
 def _slots_before(p: Program, i: int, space: SearchSpace) -> list[str]:
-    """Names a new argument of statement i may read: the allowed inputs and earlier outputs, in a
-    stable order."""
-    names = [x for x in dsl.INPUTS + (STEP,) if x in space.inputs]
+    """Names a new argument of statement i may read: the allowed inputs, the memory slots after
+    `v`, and earlier outputs, in a stable order."""
+    names = [x for x in dsl.INPUTS + (STEP,) if x in space.inputs] + _memory(p, space)
     for s in p.statements[:i]:
         if s.out not in names:
             names.append(s.out)
     return names
 
 
-def _with(p: Program, statements) -> Program:
-    """`p` with new statements; it declares `step` once a statement reads it."""
+def _with(p: Program, statements, space: SearchSpace) -> Program:
+    """`p` with new statements; it declares `step` once a statement reads it, and a new memory
+    slot once a statement reads or writes it."""
     uses_step = p.uses_step or any(a == STEP for s in statements for a in s.args)
-    return Program(tuple(statements), p.params, uses_step, p.name)
+    new = [k for k in _memory(p, space)[len(p.memory) - 2:] if any(k == s.out or k in s.args for s in statements)]
+    return Program(tuple(statements), p.params, uses_step, p.name, p.memory + tuple(new))
 
 
 def _new_arg(rng: np.random.Generator, slots: list[str], space: SearchSpace):
@@ -107,13 +122,14 @@ def _insert(p: Program, rng, space: SearchSpace) -> tuple[Program, str]:
     ops = space.op_names
     op = dsl.OPS[ops[rng.integers(len(ops))]]
     args = tuple(_new_arg(rng, slots, space) for _ in range(op.arity))
-    temps = [n for n in slots if n not in p.inputs and n != STEP]
+    memory = _memory(p, space)
+    temps = [n for n in slots if n not in p.inputs and n != STEP and n not in memory]
     fresh = next(f"t{k}" for k in range(len(p) + 2) if f"t{k}" not in slots)
-    # overwrite an output (memory only where it may be read), a temporary, or a new one
-    choices = ["update"] + [x for x in dsl.MEMORY if x in space.inputs] + [fresh] + temps
+    # overwrite an output (memory m, v only where it may be read), a temporary, or a new one
+    choices = ["update"] + [x for x in dsl.MEMORY if x in space.inputs] + memory + [fresh] + temps
     out = choices[rng.integers(len(choices))]
     s = Statement(out, op.name, args)
-    return _with(p, p.statements[:i] + (s,) + p.statements[i:]), f"insert {i}: {dsl.text.statement_text(s)}"
+    return _with(p, p.statements[:i] + (s,) + p.statements[i:], space), f"insert {i}: {dsl.text.statement_text(s)}"
 
 
 def _delete(p: Program, rng, space) -> tuple[Program, str]:
@@ -146,7 +162,7 @@ def _modify(p: Program, rng, space: SearchSpace) -> tuple[Program, str]:
         else:
             args[j] = _new_arg(rng, _slots_before(p, i, space), space)
         new = Statement(s.out, s.op, tuple(args))
-    return (_with(p, p.statements[:i] + (new,) + p.statements[i + 1:]),
+    return (_with(p, p.statements[:i] + (new,) + p.statements[i + 1:], space),
             f"modify {i}: {dsl.text.statement_text(s)} -> {dsl.text.statement_text(new)}")
 
 

@@ -9,7 +9,6 @@ from typing import Iterator
 
 import dsl
 from dsl import Program, ProgramError, Statement
-from dsl.program import MEMORY
 
 # Replacing a statement by one of these applied to a slot catches forms such as
 # `m / sqrt(m * m)` -> `sign(m)` and `sign(sign(x))` -> `sign(x)`.
@@ -28,9 +27,9 @@ def _uses_after(p: Program, i: int, name: str) -> list[tuple[int, int]]:
 
 
 def _reaches_output(p: Program, i: int) -> bool:
-    """Whether statement i's value is the final value of an output slot (update, m, v)."""
+    """Whether statement i's value is the final value of an output slot (update, a memory slot)."""
     out = p.statements[i].out
-    return out in ("update",) + MEMORY and all(s.out != out for s in p.statements[i + 1:])
+    return out in p.outputs and all(s.out != out for s in p.statements[i + 1:])
 
 
 def alias(p: Program, i: int, to) -> Program | None:
@@ -142,7 +141,7 @@ def _copied(op: str, a: tuple) -> str | None:
     return a[1] if op == "interp" and isinstance(a[1], str) and a[2] == 1.0 else None
 
 
-def _flow(stmts) -> tuple:
+def _flow(stmts, outputs) -> tuple:
     """Which statement (by index, or the input by name) each argument reads, and which defines
     each output's final value: two statement lists with the same flow compute the same."""
     cur: dict = {}
@@ -150,7 +149,7 @@ def _flow(stmts) -> tuple:
     for i, s in enumerate(stmts):
         reads.append(tuple(cur.get(a, a) if isinstance(a, str) else a for a in s.args))
         cur[s.out] = i
-    return tuple(reads), tuple(cur.get(k, k) for k in ("update",) + MEMORY)
+    return tuple(reads), tuple(cur.get(k, k) for k in outputs)
 
 
 def _renamed(stmts: list[Statement], old: str, new: str) -> list[Statement]:
@@ -193,7 +192,7 @@ def _merged(p: Program, keep: str, drop: set[str], src: str) -> Program | None:
             stmts.append(Statement(t, s.op, args))
     final = lambda k: copies.get(cur[k], cur[k])
     update = final("update")
-    finals = {k: final(src if k == keep else k) for k in MEMORY if k not in drop}
+    finals = {k: final(src if k == keep else k) for k in p.memory if k not in drop}
     if update in finals.values() or len(set(finals.values())) < len(finals):
         return None  # one value, two outputs: needs a copy
     stmts = _renamed(stmts, update, "update")
@@ -204,7 +203,7 @@ def _merged(p: Program, keep: str, drop: set[str], src: str) -> Program | None:
                 return None
     for t in [s.out for s in stmts if s.out in base]:  # temporaries back to their names where the flow allows
         named = _renamed(stmts, t, base[t])
-        if _flow(named) == _flow(stmts):
+        if _flow(named, p.outputs) == _flow(stmts, p.outputs):
             stmts = named
     try:
         return p.replace(stmts)

@@ -152,3 +152,44 @@ def test_a_bound_on_lr_below_a_schedule_peak_is_not_a_no_op():
     plain = dsl.parse("def train(w, g, m, v, lr):\n    update = g * lr\n    return update, m, v\n")
     assert not dsl.equivalent(bounded, plain)
     assert dsl.fingerprint(bounded) != dsl.fingerprint(plain)
+
+
+def slots(signature, *lines):
+    """A program with further memory slots: `signature` lists them (`"n, gp"`), returned in order."""
+    names = [k.strip() for k in signature.split(",")]
+    return dsl.parse(f"def train(w, g, m, v, {signature}, lr):\n" + "".join(f"    {l}\n" for l in lines)
+                     + f"    return update, m, v, {', '.join(names)}\n")
+
+
+def test_liveness_is_a_fixpoint_over_every_memory_slot():
+    # update reads n, whose new value reads gp's old one, which copies g: a chain across steps
+    p = slots("n, gp, junk", "d = g - gp", "n = interp(d, n, 0.5)", "update = n * lr", "gp = g * 1.0",
+              "junk = interp(g, junk, 0.9)", "m = interp(g, m, 0.9)")
+    q = dsl.strip_dead_code(p)
+    assert [s.out for s in q.statements] == ["d", "n", "update", "gp"]
+    assert dsl.state_slots(p) == ("n", "gp")
+    # slots no live statement uses are no longer declared; m and v always are
+    assert q.memory == ("m", "v", "n", "gp") and dsl.equivalent(p, q) and dsl.fingerprint(p) == dsl.fingerprint(q)
+    # the copy is live only through the chain: without the read of n, neither n nor gp is state
+    r = slots("n, gp", "d = g - gp", "n = interp(d, n, 0.5)", "update = g * lr", "gp = g * 1.0")
+    assert dsl.state_slots(r) == () and len(dsl.strip_dead_code(r)) == 1 and dsl.strip_dead_code(r).memory == ("m", "v")
+
+
+def test_run_and_trajectory_carry_every_slot():
+    p = dsl.load("adan")
+    w = np.ones((2, 3))
+    outs = run(p, np, w, 2 * w, w, w, 1.0, 1.0, extra=(w,))  # gp not given: zeros
+    assert len(outs) == 5 and all(o.shape == w.shape for o in outs)
+    np.testing.assert_allclose(outs[4], 2 * w)  # gp <- g
+    assert dsl.check(p) and dsl.state_slots(p) == ("m", "v", "n", "gp")
+    # the slot that holds the previous gradient matters from the second step on
+    no_gp = p.replace(s for s in p.statements if s.out != "gp")
+    assert not dsl.equivalent(p, no_gp) and dsl.fingerprint(p) != dsl.fingerprint(no_gp)
+
+
+def test_a_slots_name_does_not_change_the_function():
+    a = slots("n", "c = interp(g, n, 0.9)", "update = sign(c)", "update = update * lr", "n = interp(g, n, 0.99)")
+    b = slots("mom", "c = interp(g, mom, 0.9)", "update = sign(c)", "update = update * lr",
+              "mom = interp(g, mom, 0.99)")
+    lion = dsl.load("lion", wd=0.0).inline_params()
+    assert dsl.fingerprint(a) == dsl.fingerprint(b) == dsl.fingerprint(lion) and dsl.equivalent(a, lion)

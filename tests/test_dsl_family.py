@@ -114,12 +114,12 @@ BUILTIN_FAMILIES = {
     # the families name Lion's neighbours and Adam's shape; these differ from both in their second
     # moment (adabelief, adamax, yogi, novograd, rmsprop_centered, adagrad's running sum), their
     # first (nadam's look-ahead, adopt's normalised and clipped g), a per-tensor trust ratio (lamb,
-    # lars) or a mask (cautious_lion)
+    # lars) or a mask (cautious_lion); with more memory slots: amsgrad's running maximum of the second
+    # moment, ademamix's slow momentum added to the fast one, adan's moment of gradient differences
     "adabelief": "other", "adagrad": "other", "adamax": "other", "adopt": "other", "cautious_lion": "other",
     "lamb": "other", "lars": "other", "nadam": "other", "novograd": "other", "rmsprop_centered": "other",
-    "yogi": "other",
-    "adafactor": "other",
-    "muon": "other",
+    "yogi": "other", "amsgrad": "other", "ademamix": "other", "adan": "other",
+    "adafactor": "other", "muon": "other",
 }
 
 
@@ -286,3 +286,49 @@ def test_str_rounds_to_three_digits():
     assert str(f) == "lion (b1 0.912, b2 0.99, wd 0.0123, lr x1)"
     assert str(dsl.family(dsl.load("adam"))) == "adam (b1 0.9, b2 0.999, eps 1e-08, lr x1, bias correction)"
     assert str(dsl.family(OTHER["a running sum"])) == "other"
+
+
+def slots(signature, *lines):
+    """A program with further memory slots after v (`signature`, e.g. "n, gp"), returned in order."""
+    return dsl.parse(f"def train(w, g, m, v, {signature}, lr):\n" + "".join(f"    {l}\n" for l in lines)
+                     + f"    return update, m, v, {signature}\n")
+
+
+LION_BODY = ("c = interp(g, {k}, 0.9)", "update = sign(c)", "d = w * 0.01", "update = update + d",
+             "update = update * lr", "{k} = interp(g, {k}, 0.99)")
+
+
+# Lion with further slots; up to constants (normal forms: slots renamed, not merged) too, except
+# where a slot copies another
+@pytest.mark.parametrize("p, up_to_constants", [
+    (slots("n", *(l.format(k="m") for l in LION_BODY)), True),  # a further slot never used
+    (slots("n", *(l.format(k="n") for l in LION_BODY)), True),  # the momentum in the further slot
+    (slots("mom", *(l.format(k="mom") for l in LION_BODY)), True),  # ... whatever its name
+    (slots("n, k", *(l.format(k="k") for l in LION_BODY), "n = interp(g, n, 0.5)"), True),  # an EMA nobody reads
+    # the momentum kept in n, copied to m and to v at the end of each step (and read from m)
+    (slots("n", "n = interp(g, n, 0.99)", "c = interp(g, m, 0.9)", "update = sign(c)", "d = w * 0.01",
+           "update = update + d", "update = update * lr", "m = n * 1.0", "v = n + 0.0"), False),
+], ids=["unused", "in n", "named mom", "dead EMA", "copied to m and v"])
+def test_lion_with_more_slots_is_lion(p, up_to_constants):
+    assert dsl.family(p) == dsl.family(LION) and str(dsl.family(p)) == "lion (b1 0.9, b2 0.99, wd 0.01, lr x1)"
+    assert dsl.equivalent_up_to_constants(p, LION) == dsl.equivalent_up_to_constants(LION, p) == up_to_constants
+
+
+def test_equal_slots_and_families_over_several_slots():
+    copied = slots("n", "n = interp(g, n, 0.99)", "c = interp(g, m, 0.9)", "update = sign(c)", "d = w * 0.01",
+                   "update = update + d", "update = update * lr", "m = n * 1.0", "v = n + 0.0")
+    assert dsl.equal_slots(copied) == [("m", "v", "n")]
+    assert dsl.equal_slots(slots("n, gp", *(l.format(k="gp") for l in LION_BODY))) == [("m", "v", "n"), ("gp",)]
+    # Adam with its moments in further slots, and signum with its momentum in the fourth
+    adam = dsl.load("adam")
+    moved = dsl.parse(dsl.to_text(adam).replace("m, v, lr", "m, v, a, b, lr").replace("m, v\n", "m, v, a, b\n")
+                      .replace("m = interp(g, m,", "a = interp(g, a,").replace("v = interp(g2, v,", "b = interp(g2, b,")
+                      .replace("mhat = m /", "mhat = a /").replace("vhat = v /", "vhat = b /"))
+    assert dsl.state_slots(moved) == ("a", "b") and dsl.equivalent(moved, adam)
+    assert dsl.family(moved) == dsl.family(adam) and dsl.family(moved).name == "adam"
+    signum = slots("n, gp", "gp = interp(g, gp, 0.9)", "s = sign(gp)", "update = s * lr")
+    assert dsl.family(signum).name == "signum" and dsl.family(signum) == dsl.family(dsl.load("signum"))
+    # two momenta of different rates both read: no longer Lion
+    two = slots("n", *(l.format(k="m") for l in LION_BODY[:-1]), "n = interp(g, n, 0.5)", "c2 = sign(n)",
+                "update = update + c2", "m = interp(g, m, 0.99)")
+    assert dsl.family(two).name == "other" and not dsl.equivalent_up_to_constants(two, LION)

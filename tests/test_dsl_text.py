@@ -117,3 +117,60 @@ def test_constructing_bad_programs_raises_program_error():
         Program((Statement("update", "mul", ("g", float("nan"))),))
     with pytest.raises(ProgramError, match="takes 2"):
         Program((Statement("update", "add", ("g",)),))
+
+
+# ---- more memory slots than m and v ----------------------------------------------------------------
+
+ADAN_LIKE = """def train(w, g, m, v, n, gp, lr, step, b1=0.9):
+    d = g - gp
+    m = interp(g, m, b1)
+    n = interp(d, n, 0.5)
+    u = m + n
+    update = u * lr
+    gp = g * 1.0
+    return update, m, v, n, gp
+"""
+
+
+def test_further_memory_slots_are_declared_and_returned_in_order():
+    p = dsl.parse(ADAN_LIKE)
+    assert p.memory == ("m", "v", "n", "gp") and p.outputs == ("update", "m", "v", "n", "gp")
+    assert p.inputs == ("w", "g", "m", "v", "n", "gp", "lr", "step") and p.param_values == {"b1": 0.9}
+    assert dsl.to_text(p) == ADAN_LIKE and dsl.parse(dsl.to_text(p)) == p
+    for q in (p.inline_params(), p.bind(b1=0.5), p.scale_lr(2.0), p.replace(p.statements[:-1])):
+        assert q.memory == p.memory and dsl.parse(dsl.to_text(q)) == q
+    # the slots are part of the program: the same statements with two slots are another program
+    sgd = (Statement("update", "mul", ("g", "lr")),)
+    assert Program(sgd, memory=("m", "v", "n")) != Program(sgd) == dsl.load("sgd")
+    assert all(dsl.load(n).memory == ("m", "v") for n in dsl.builtin_names() if n not in ("amsgrad", "ademamix", "adan"))
+
+
+@pytest.mark.parametrize("signature, ret, line, column, why", [
+    ("w, g, m, v, n, n, lr", "update, m, v, n", 1, 26, "memory slot 'n' is declared twice"),
+    ("w, g, m, v, step, lr", "update, m, v", 1, 23, "'step' cannot be a memory slot"),
+    ("w, g, m, v, update, lr", "update, m, v", 1, 23, "'update' cannot be a memory slot"),
+    ("w, g, m, v, lr, lr", "update, m, v", 1, 27, "'lr' cannot be a hyper-parameter here"),
+    ("w, g, m, v, a, b, c, d, e, f, h, lr", "update, m, v", 1, 41, "at most 8 memory slots (m and v included)"),
+    ("w, g, m, v, n, lr, n=0.5", "update, m, v, n", 1, 30, "'n' cannot be a hyper-parameter here"),
+    ("w, g, m, v, n=0.9, lr", "update, m, v", 1, 23, "expected input 'lr'"),
+    ("w, g, m, v, n", "update, m, v, n", 1, 24, "and input 'lr'"),
+    ("w, g, m, v, n, lr", "update, m, v", 3, 24, "expected 'return update, m, v, n', found end of line"),
+    ("w, g, m, v, n, gp, lr", "update, m, v, gp, n", 3, 26, "expected 'return update, m, v, n, gp', found 'gp'"),
+    ("w, g, m, v, lr", "update, m, v, n", 3, 24, "expected 'return update, m, v', found ','"),
+    ("w, g, m, v, n, lr", None, 3, 1, "missing 'return update, m, v, n'"),
+])
+def test_memory_slot_errors_name_line_and_column(signature, ret, line, column, why):
+    text = f"def train({signature}):\n    update = g * lr\n" + (f"    return {ret}\n" if ret else "")
+    with pytest.raises(ProgramError) as info:
+        dsl.parse(text)
+    assert why in str(info.value) and (info.value.line, info.value.column) == (line, column), str(info.value)
+
+
+@pytest.mark.parametrize("memory, why", [
+    (("m",), "start with m, v"), (("v", "m"), "start with m, v"), (("m", "v", "lr"), "'lr' cannot be a memory slot"),
+    (("m", "v", "n", "n"), "declared twice"), (("m", "v") + tuple(f"s{i}" for i in range(7)), "at most 8"),
+    (("m", "v", "b1"), "bad hyper-parameter name 'b1'"),
+])
+def test_constructing_programs_validates_the_memory_slots(memory, why):
+    with pytest.raises(ProgramError, match=why):
+        Program((Statement("update", "mul", ("g", "lr")),), params=(("b1", 0.5),), memory=memory)

@@ -47,16 +47,31 @@ def _assert_same(a, b, rtol=1e-6):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=1e-7)
 
 
-@pytest.mark.parametrize("name", ["lion", "adamw", "adamw_warmstart"])
+@pytest.mark.parametrize("name", ["lion", "adamw", "adamw_warmstart", "amsgrad", "adan"])
 def test_exported_optax_matches_as_optax(name):
     p = dsl.load(name)
     ns = _load(export(p, "optax"))
     ours, ours_state = _train(ns["make_optimizer"](3e-3))
     ref, ref_state = _train(dsl.as_optax(p, 3e-3))
     _assert_same(ours, ref)
-    assert [x is None for x in (ours_state.m, ours_state.v)] == [x is None for x in (ref_state.m, ref_state.v)]
-    _assert_same((ours_state.m, ours_state.v), (ref_state.m, ref_state.v))
+    # the memory slots after v are in `extra`, in order, as in `dsl.as_optax`'s state (the export
+    # of a two-slot program has no `extra`)
+    mem = lambda s: (s.m, s.v, *getattr(s, "extra", ()))
+    assert len(mem(ref_state)) == len(p.memory) and len(mem(ours_state)) == len(p.memory)
+    assert [x is None for x in mem(ours_state)] == [x is None for x in mem(ref_state)]
+    _assert_same(mem(ours_state), mem(ref_state))
     assert int(ours_state.count) == STEPS
+
+
+def test_a_slot_read_but_never_written_reads_zeros_and_keeps_no_state():
+    p = dsl.parse("def train(w, g, m, v, n, k, lr):\n    k = interp(g, k, 0.9)\n    a = k + n\n"
+                  "    update = a * lr\n    return update, m, v, n, k\n")
+    ns = _load(export(p, "optax"))
+    ours, state = _train(ns["make_optimizer"](3e-3))
+    ref, ref_state = _train(dsl.as_optax(p, 3e-3))
+    _assert_same(ours, ref)
+    assert state.m is state.v is None and state.extra[0] is None and state.extra[1] is not None
+    assert ref_state.m is ref_state.v is None and ref_state.extra[0] is None
 
 
 def test_hyper_parameters_and_schedules():

@@ -105,3 +105,27 @@ def test_torch_conventions_param_groups_and_closure():
     assert torch.allclose(a.detach(), torch.full((2,), 1 - 0.1 * (1 + 0.01)))  # its group: lr 0.1, wd 0.01
     assert torch.allclose(b.detach(), torch.full((2,), 1 - 0.5))  # its own: lr 0.5, no decay
     assert Lion.__name__ == "Lion" and exported("adamw").__name__ == "Adamw"
+
+
+@pytest.mark.parametrize("name", ["amsgrad", "adan"])
+def test_exported_optimizer_with_more_memory_slots_steps_as_the_program_does(name):
+    """A 3- and a 4-slot program: its further slots are state entries of their own (kept through a
+    `state_dict` round trip), and the steps are `dsl.execute.run`'s (float64 numpy) to rounding."""
+    import numpy as np
+    from dsl.execute import run
+    p = dsl.load(name)
+    got = train(lambda ps: exported(name)(ps, lr=1e-2), torch.float32, round_trip=True)
+    opt = exported(name)([torch.nn.Parameter(torch.ones(2))], lr=1e-2)
+    opt.param_groups[0]["params"][0].grad = torch.ones(2)
+    opt.step()
+    assert set(next(iter(opt.state.values()))) == {"step", *dsl.state_slots(p)}
+    # the same gradients (train's generator) through the program itself
+    gen = torch.Generator().manual_seed(0)
+    ws = [torch.randn(s, generator=gen).double().numpy() for s in SHAPES]
+    mem = [[np.zeros(s) for _ in p.memory] for s in SHAPES]
+    for t in range(STEPS):
+        for i, w in enumerate(ws):
+            g = (torch.randn(SHAPES[i], generator=gen) + 0.1 * torch.from_numpy(w).float()).double().numpy()
+            u, *mem[i] = run(p, np, w, g, mem[i][0], mem[i][1], 1e-2, float(t + 1), extra=mem[i][2:])
+            ws[i] = w - u
+    assert max_diff(got, [torch.from_numpy(w).float() for w in ws]) <= 1e-5

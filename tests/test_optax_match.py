@@ -87,6 +87,23 @@ def test_state_only_for_used_memory_slots():
     assert lion.v is None and size(lion) == n + 1
     assert size(adamw) == 2 * n + 1
     assert sgd.m is None and sgd.v is None
+    assert lion.extra == adamw.extra == ()
+    # further memory slots are in `extra`, in the program's order; m and v stay where they were
+    adan = dsl.as_optax(dsl.load("adan"), 1e-3).init(params)
+    assert size(adan) == 4 * n + 1 and len(adan.extra) == 2 and adan.m is not None
+    reads_n = dsl.parse("def train(w, g, m, v, n, k, lr):\n    k = interp(g, k, 0.9)\n    a = k + n\n"
+                        "    update = a * lr\n    return update, m, v, n, k\n")
+    state = dsl.as_optax(reads_n, 1e-3).init(params)  # n is read (zeros) but never written: no state
+    assert state.m is None and state.v is None and state.extra[0] is None and size(state) == n + 1
+
+
+def test_more_memory_slots_through_inject_hyperparams():
+    p = dsl.load("ademamix")
+    opt = optax.inject_hyperparams(dsl.optax_factory(p))(learning_rate=1e-2, alpha=2.0, b3=0.999)
+    ours, state = _train(opt)
+    ref, _ = _train(optax.contrib.ademamix(1e-2, alpha=2.0, b3=0.999))
+    assert max_rel_diff(ours, ref) <= 1e-5 and set(state.hyperparams) == {"learning_rate", *p.param_values}
+    assert len(state.inner_state.extra) == 1 and state.inner_state.extra[0] is not None
 
 
 class Pair(NamedTuple):

@@ -189,3 +189,23 @@ def test_evaluate_wrapper_caches(evaluators):
     f1 = proxy_tasks.evaluate(p, "logreg", seeds=(0,), **size)
     f2 = proxy_tasks.evaluate(p, "logreg", seeds=(0,), **size)
     assert f1.ok and f1.loss == f2.loss and f2.seconds < 1.0
+
+
+@pytest.mark.slow  # three interpreters and two direct compiles
+def test_programs_with_more_memory_slots_train_alike_in_both_engines():
+    """A 3- and a 4-slot built-in (their further slots carried from step to step in rows of their
+    own) train to the same loss in the interpreter as compiled directly (`dsl.tree_update`, which
+    runs `dsl.execute`); each number of slots has its executable, two-slot programs keep theirs."""
+    ev = Evaluator("logreg", buckets=BUCKETS, **dict(TINY["logreg"], steps=6))
+    for name, slots in (("amsgrad", 3), ("adan", 4)):
+        p = dsl.load(name)
+        assert encode(p).memory == slots
+        a, b = ev.evaluate(p), ev.evaluate_direct(p)
+        assert a.ok and a.loss == pytest.approx(b.loss, rel=1e-5), name
+        assert a.accuracy == pytest.approx(b.accuracy, abs=1e-6), name
+    # adan whose previous gradient is never written (it reads zeros) trains otherwise: the slot carries
+    no_gp = dsl.load("adan").replace(s for s in dsl.load("adan").statements if s.out != "gp")
+    assert ev.evaluate(no_gp).loss != pytest.approx(ev.evaluate(dsl.load("adan")).loss, rel=1e-4)
+    assert set(ev._compiled) == {(32, 3), (32, 4)}
+    enc = encode(dsl.load("lion"))  # two slots: the first temporary in row 6, as ever
+    assert enc.memory == 2 and enc.outs[0] == proxy_tasks.engine.N_IN == 6

@@ -90,6 +90,8 @@ def _write(tmp_path, text):
     ("search_space: {inputs: [g, grad]}", "search_space.inputs: expected some of w, g, m, v, lr, step, got grad"),
     ("search_space: {constant_scale: 0}", "search_space.constant_scale: must be positive, got 0.0"),
     ("search_space: {op_change: any}", "search_space.op_change: expected one of same_arity, any_arity, got 'any'"),
+    ("search_space: {memory: 1}", "search_space.memory: expected 2 to 8 memory slots, got 1"),
+    ("search_space: {memory: 9}", "search_space.memory: expected 2 to 8 memory slots, got 9"),
     ("search: {warm_start: lion}", "search: key 'warm_start' has moved to the search_space section (search_space.warm_start)"),
     ("search: {mutation: {ops: [sign]}}", "search.mutation: key 'ops' has moved to the search_space section"),
 ])
@@ -151,6 +153,52 @@ def test_the_search_space_sets_what_new_arguments_read_and_how_constants_are_dra
     children = [mutate(warm, rng, MutationConfig(insert=1, delete=0, modify=0), space).program for _ in range(200)]
     consts = [a for c in children for s in c.statements if s not in warm.statements for a in s.args]
     assert len(consts) > 100 and 50 < np.std(consts) < 200
+
+
+def _stream(space: SearchSpace, seed: int, n: int = 200) -> str:
+    """A digest of n seeded children (each mutation's text and the child), from the warm start on."""
+    import hashlib
+    rng, h = np.random.default_rng(seed), hashlib.sha256()
+    p = dsl.load("adamw_warmstart")
+    for _ in range(n):
+        c = mutate(p, rng, MutationConfig(), space)
+        h.update((c.mutation + dsl.to_text(c.program)).encode())
+        p = c.program if len(c.program) < 20 else dsl.load("adamw_warmstart")
+    return h.hexdigest()[:16]
+
+
+def test_the_default_space_draws_as_it_did_before_further_memory_slots():
+    """The digests were taken with the code before programs could have more than two memory slots:
+    with `memory: 2` every draw is the same (and so is a seeded search's history)."""
+    assert _stream(SearchSpace(), 0) == "f70b7787e48001b1"
+    assert _stream(SearchSpace(inputs=dsl.INPUTS + ("step",), op_change="any_arity"), 1) == "9de8e5c7361fcd66"
+
+
+def test_with_more_memory_mutations_write_and_declare_new_slots():
+    rng = np.random.default_rng(6)
+    space = SearchSpace(memory=4, ops=("interp", "add", "mul", "sign"))
+    warm = dsl.load("adamw_warmstart")
+    children = [mutate(warm, rng, MutationConfig(), space) for _ in range(300)]
+    new = [c for c in children if len(c.program.memory) > 2]
+    assert new and all(dsl.check(c.program) for c in new)
+    for c in new:  # a slot used is declared, in the signature and the return line, and round-trips
+        used = {s.out for s in c.program.statements} | {a for s in c.program.statements for a in s.args}
+        assert set(c.program.memory[2:]) <= {"m3", "m4"} and set(c.program.memory[2:]) <= used
+        text = dsl.to_text(c.program)
+        assert ", ".join(c.program.memory) + ", lr" in text and dsl.parse(text) == c.program
+    assert any(c.mutation.startswith("insert") and s.out in ("m3", "m4")
+               for c in new for s in c.program.statements)
+    # the slots carry state: a child that writes m3 and reads it the next step keeps it live
+    p = dsl.parse("def train(w, g, m, v, m3, lr):\n    update = m3 * lr\n    m3 = interp(g, m3, 0.9)\n"
+                  "    return update, m, v, m3\n")
+    assert dsl.state_slots(p) == ("m3",)
+    # a program already at the space's count gets no new slot; a name used otherwise is skipped
+    full = dsl.parse("def train(w, g, m, v, a, b, lr):\n    a = g * 1.0\n    b = a * 1.0\n    update = b * lr\n"
+                     "    return update, m, v, a, b\n")
+    assert all(c.program.memory == full.memory for c in (mutate(full, rng, MutationConfig(), space) for _ in range(50)))
+    taken = dsl.parse("def train(w, g, m, v, lr):\n    m3 = g * 2.0\n    update = m3 * lr\n    return update, m, v\n")
+    slots = {k for c in (mutate(taken, rng, MutationConfig(), space) for _ in range(100)) for k in c.program.memory}
+    assert "m4" in slots and "m3" not in slots
 
 
 def test_an_op_change_keeps_the_arity_unless_the_space_says_any_arity():

@@ -449,3 +449,27 @@ def test_the_cli_tunes_with_tune_trainings(tmp_path, capsys):
     assert "- tune `" not in capsys.readouterr().out
     assert main(argv + ["--tune-trainings", "1000"]) == 0
     assert "- tune `m = interp(g, m, 0.999)`: 0.999 -> " in capsys.readouterr().out
+
+
+def test_slot_merges_work_over_every_memory_slot():
+    # the momentum lives in a third slot n and is copied to m (read) and v (unread) each step
+    p = dsl.parse("""def train(w, g, m, v, n, lr):
+    n = interp(g, n, 0.99)
+    c = interp(g, m, 0.9)
+    update = sign(c)
+    d = w * 0.01
+    update = update + d
+    update = update * lr
+    m = n * 1.0
+    v = n + 0.0
+    return update, m, v, n
+""")
+    assert dsl.equal_slots(p) == [("m", "v", "n")]
+    steps = simplify_steps(p)
+    assert any(s.what == "merge n into m (always equal)" for s in steps)
+    q = simplify(p)
+    assert q.memory == ("m", "v") and q == canonical(LION.inline_params()) and dsl.equivalent(q, p)
+    # a further slot that copies the gradient differs from every other: nothing to merge
+    from simplify.rewrite import merged_slots
+    adan = dsl.load("adan")
+    assert dsl.equal_slots(adan) == [("m",), ("v",), ("n",), ("gp",)] and list(merged_slots(adan)) == []

@@ -90,6 +90,15 @@ ZOO = {
                  ({"lr": 3e-3}, {"lr": 1e-3, "beta": 0.9, "wd": 0.1}), tree=matrices),
     "cautious_lion": Case("its formula (Liang et al. 2024), in tests/test_zoo.py", cautious_lion,
                           ({"lr": 1e-3}, {"lr": 3e-4, "b1": 0.95, "b2": 0.98, "wd": 0.1})),
+    # more memory slots than m and v: three (amsgrad, ademamix) and four (adan)
+    "amsgrad": Case("optax.amsgrad", optax.amsgrad,
+                    ({"lr": 1e-2}, {"lr": 3e-3, "b1": 0.8, "b2": 0.99, "eps": 1e-6, "eps_root": 1e-8})),
+    "ademamix": Case("optax.contrib.ademamix", lambda lr, wd=0.0, **h: optax.contrib.ademamix(lr, weight_decay=wd, **h),
+                     ({"lr": 1e-2}, {"lr": 3e-3, "b1": 0.8, "b2": 0.99, "b3": 0.999, "alpha": 2.0, "eps": 1e-6,
+                                     "wd": 0.1})),
+    "adan": Case("optax.adan", lambda lr, wd=0.0, **h: optax.adan(lr, weight_decay=wd, **h),
+                 ({"lr": 1e-2}, {"lr": 3e-3, "b1": 0.9, "b2": 0.8, "b3": 0.95, "eps": 1e-6, "eps_root": 0.0,
+                                 "wd": 0.1})),
 }
 
 # checked in test_optax_match.py; adamw_warmstart is the paper's AdamW (no bias correction, no
