@@ -211,11 +211,11 @@ def per_seed(opt_init: Callable, opt_update: Callable) -> tuple[Callable, Callab
             jax.vmap(opt_update, in_axes=(None, 0, 0, 0, None, None)))
 
 
-def interpreter(task: Task, L: int, memory: int = 2) -> Callable:
-    """The jitted training run of the interpreter for programs padded to length L with `memory`
-    memory slots. The environment is `env[slot, seed, :]`: a statement reads and writes whole rows
-    (every seed at once), so the op switch and the row indices stay unbatched."""
-    layout = Layout(jax.eval_shape(task.init, jax.random.PRNGKey(0)))
+def interpreter_optimizer(layout: Layout, L: int, memory: int = 2) -> tuple[Callable, Callable]:
+    """The interpreter as `make_run`'s (opt_init, opt_update) on flat parameters of `layout`, for
+    programs padded to length L with `memory` memory slots (the program's arrays are the optimizer's
+    first argument). The environment is `env[slot, seed, :]`: a statement reads and writes whole
+    rows (every seed at once), so the op switch and the row indices stay unbatched."""
     branches = _branches(layout)
     base = N_IN + memory - 2  # the further memory slots' rows come before the temporaries
     rows = base + 4 * L
@@ -235,7 +235,14 @@ def interpreter(task: Task, L: int, memory: int = 2) -> Callable:
         env = jax.lax.fori_loop(0, prog["n"], body, env)
         return env[prog["update"]], env
 
-    return jax.jit(make_run(task, opt_init, opt_update, flat=True))
+    return opt_init, opt_update
+
+
+def interpreter(task: Task, L: int, memory: int = 2) -> Callable:
+    """The jitted training run of the interpreter for programs padded to length L with `memory`
+    memory slots."""
+    layout = Layout(jax.eval_shape(task.init, jax.random.PRNGKey(0)))
+    return jax.jit(make_run(task, *interpreter_optimizer(layout, L, memory), flat=True))
 
 
 def _direct_opt(p: Program):

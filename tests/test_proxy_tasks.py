@@ -209,3 +209,44 @@ def test_programs_with_more_memory_slots_train_alike_in_both_engines():
     assert set(ev._compiled) == {(32, 3), (32, 4)}
     enc = encode(dsl.load("lion"))  # two slots: the first temporary in row 6, as ever
     assert enc.memory == 2 and enc.outs[0] == proxy_tasks.engine.N_IN == 6
+
+
+@pytest.mark.slow  # one interpreter step compiled per task and number of memory slots
+@pytest.mark.parametrize("task", sorted(TINY))
+def test_every_builtin_steps_alike_in_the_interpreter_and_dsl_execute_on_every_task(task):
+    """Each built-in's first steps on the task's own tensors (its reductions and shape ops at each
+    tensor's shape): the interpreter (float32, flat parameters) against `dsl.execute.run` per leaf
+    (numpy, float64). Training the same programs end to end is checked above on one task."""
+    import jax
+    import jax.numpy as jnp
+    from dsl.execute import run
+    from proxy_tasks.engine import Layout, interpreter_optimizer
+
+    t = get_task(task, **TINY[task])
+    layout = Layout(jax.eval_shape(t.init, jax.random.PRNGKey(0)))
+    rng = np.random.default_rng(0)
+    w0 = [rng.normal(size=s) for s in layout.shapes]
+    grads = [[rng.normal(size=s) for s in layout.shapes] for _ in range(3)]
+    flat = lambda xs: jnp.asarray(np.concatenate([x.ravel() for x in xs]), jnp.float32)[None]
+    steps = {}
+    for name in dsl.builtin_names():
+        p = dsl.load(name).inline_params()
+        enc = encode(p, BUCKETS)
+        if enc.memory not in steps:
+            init, update = interpreter_optimizer(layout, BUCKETS[0], enc.memory)
+            steps[enc.memory] = init, jax.jit(update)
+        init, update = steps[enc.memory]
+        prog = {k: jnp.asarray(x) for k, x in enc.arrays().items()}
+        env, w = init(flat(w0), prog), flat(w0)
+        ws, mem = list(w0), [[np.zeros(s) for s in layout.shapes] for _ in p.memory]
+        for k, gs in enumerate(grads):
+            u, env = update(prog, w, flat(gs), env, 0.01, float(k + 1))
+            w = w - u
+            for i in range(len(ws)):
+                out = run(p, np, ws[i], gs[i], mem[0][i], mem[1][i], 0.01, float(k + 1),
+                          extra=tuple(m[i] for m in mem[2:]))
+                ws[i] = ws[i] - out[0]
+                for j, x in enumerate(out[1:]):
+                    mem[j][i] = x
+            np.testing.assert_allclose(np.asarray(w[0]), np.concatenate([x.ravel() for x in ws]),
+                                       rtol=1e-4, atol=1e-6, err_msg=f"{task} {name} step {k + 1}")
