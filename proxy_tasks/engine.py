@@ -74,13 +74,15 @@ def bucket_for(n: int, buckets: Sequence[int] = BUCKETS) -> int:
                      f"({max(buckets)}); pass larger buckets to the Evaluator")
 
 
-def encode(p: Program, buckets: Sequence[int] = BUCKETS) -> Encoded:
-    """Encode a program (stripped of dead code, params inlined) into padded arrays."""
+def encode(p: Program, buckets: Sequence[int] = BUCKETS, memory: int = 2) -> Encoded:
+    """Encode a program (stripped of dead code, params inlined) into padded arrays, with rows for
+    `memory` memory slots or as many as it uses, if more (unused rows stay zero)."""
     p = prepare(p)  # declares only the memory slots its live statements use
     L = bucket_for(len(p), buckets)
+    memory = max(memory, len(p.memory))
     opcode = {name: i for i, name in enumerate(dsl.OP_NAMES)}
     slot = {name: i for i, name in enumerate(INPUT_SLOTS)}
-    base = N_IN + len(p.memory) - 2  # the first temporary's row
+    base = N_IN + memory - 2  # the first temporary's row
     slot.update((k, N_IN + i) for i, k in enumerate(p.memory[2:]))
     consts: dict[float, int] = {}
     n_temp = 0
@@ -104,7 +106,7 @@ def encode(p: Program, buckets: Sequence[int] = BUCKETS) -> Encoded:
         outs[i] = slot[s.out]
     # padding: never executed (the loop runs n statements), but keep it harmless anyway
     outs[len(p):] = base + L - 1
-    return Encoded(L, ops, args, outs, cvals, len(p), slot["update"], len(p.memory))
+    return Encoded(L, ops, args, outs, cvals, len(p), slot["update"], memory)
 
 
 # ---- parameter layout --------------------------------------------------------------------------
@@ -315,7 +317,7 @@ class Evaluator:
     """Scores programs on one task (with fixed size knobs). Compiles the interpreter lazily, once
     per program-length bucket, and then trains any program of that bucket without compiling."""
 
-    def __init__(self, task: str | Task, buckets: Sequence[int] = BUCKETS, **size):
+    def __init__(self, task: str | Task, buckets: Sequence[int] = BUCKETS, memory: int = 2, **size):
         if isinstance(task, Task):
             if size:
                 raise ValueError("pass size knobs to get_task, or a task name with knobs, not both")
@@ -323,6 +325,9 @@ class Evaluator:
         else:
             self.task = get_task(task, **size)
         self.buckets = tuple(sorted(buckets))
+        # the memory rows of every executable: a search whose programs may use more than two slots
+        # compiles one executable per bucket for them all, not one per number of slots
+        self.memory = memory
         self._compiled: dict[tuple[int, int], Callable] = {}  # by (length bucket, memory slots)
         self._optax: dict[Callable, Callable] = {}
 
@@ -342,14 +347,14 @@ class Evaluator:
         """Compile ahead of time for this many seeds (by running a one-statement program)."""
         p = dsl.parse("def train(w, g, m, v, lr):\n    update = g * lr\n    return update, m, v\n")
         for b in buckets or self.buckets:
-            enc = encode(p, (b,))
-            jax.block_until_ready(self.compiled(b)(enc.arrays(), _seeds(seeds), self.data))
+            enc = encode(p, (b,), self.memory)
+            jax.block_until_ready(self.compiled(b, enc.memory)(enc.arrays(), _seeds(seeds), self.data))
 
     def evaluate(self, p: Program, seeds: Sequence[int] = (0,)) -> Fitness:
         """Train `p` on every seed at once with the compile-once interpreter (one executable per
         bucket, number of memory slots and number of seeds); mean validation loss over the seeds."""
         t0 = time.perf_counter()
-        enc = encode(p, self.buckets)
+        enc = encode(p, self.buckets, self.memory)
         return _fitness(self.compiled(enc.bucket, enc.memory)(enc.arrays(), _seeds(seeds), self.data), t0)
 
     def evaluate_direct(self, p: Program, seeds: Sequence[int] = (0,)) -> Fitness:

@@ -95,7 +95,7 @@ def run_search(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, pro
     search = Search(cfg, run_dir, resume=resume, progress=progress)
     connect_ray(cfg.ray, [cfg.task.name])
     pool = WorkerPool(cfg.task.name, dict(cfg.task.size), tuple(cfg.task.seeds), cfg.ray.workers,
-                      cfg.search.timeout_s)
+                      cfg.search.timeout_s, memory=cfg.search_space.memory)
     try:
         summary = search.run(pool)
     finally:

@@ -22,9 +22,9 @@ from .record import Evaluation
 
 @ray.remote(num_cpus=1, max_restarts=0)
 class Evaluator:
-    def __init__(self, task: str, size: dict, seeds: tuple[int, ...], warm: bool = True):
+    def __init__(self, task: str, size: dict, seeds: tuple[int, ...], warm: bool = True, memory: int = 2):
         import proxy_tasks  # one XLA thread per worker (proxy_tasks.xla_cache)
-        self.evaluator = proxy_tasks.Evaluator(task, **size)
+        self.evaluator = proxy_tasks.Evaluator(task, memory=memory, **size)
         self.seeds = tuple(seeds)
         if warm:  # compile every length bucket now, so that time limits see training only
             self.evaluator.warm(seeds=self.seeds)
@@ -58,8 +58,9 @@ class WorkerPool:
     """Evaluator actors with a shared queue: a candidate goes to the first actor that is ready."""
 
     def __init__(self, task: str, size: dict, seeds: tuple[int, ...], workers: int, timeout_s: float,
-                 max_tries: int = 3, warm: bool = True):
-        self.task, self.size, self.seeds, self.warm = task, dict(size), tuple(seeds), warm
+                 max_tries: int = 3, warm: bool = True, memory: int = 2):
+        # memory: the memory slots the programs may use (the executables' rows; see proxy_tasks.Evaluator)
+        self.task, self.size, self.seeds, self.warm, self.memory = task, dict(size), tuple(seeds), warm, memory
         self.timeout_s, self.max_tries = timeout_s, max_tries
         self.retries = 0  # candidates resubmitted after their worker died
         self.timeouts = 0
@@ -72,7 +73,7 @@ class WorkerPool:
             self._add_actor()
 
     def _add_actor(self) -> None:
-        actor = Evaluator.remote(self.task, self.size, self.seeds, self.warm)
+        actor = Evaluator.remote(self.task, self.size, self.seeds, self.warm, self.memory)
         self._starting[actor.__ray_ready__.remote()] = actor
 
     def wait_ready(self) -> list:

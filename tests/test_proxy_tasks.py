@@ -209,6 +209,12 @@ def test_programs_with_more_memory_slots_train_alike_in_both_engines():
     assert set(ev._compiled) == {(32, 3), (32, 4)}
     enc = encode(dsl.load("lion"))  # two slots: the first temporary in row 6, as ever
     assert enc.memory == 2 and enc.outs[0] == proxy_tasks.engine.N_IN == 6
+    # an evaluator for a search whose programs may use 4 slots trains them all in one executable
+    # per bucket, to the same numbers (its unused memory rows stay zero)
+    ev4 = Evaluator("logreg", buckets=BUCKETS, memory=4, **dict(TINY["logreg"], steps=6))
+    for name in ("lion", "amsgrad", "adan"):
+        assert ev4.evaluate(dsl.load(name)).loss == ev.evaluate(dsl.load(name)).loss, name
+    assert set(ev4._compiled) == {(32, 4)}
 
 
 @pytest.mark.slow  # one interpreter step compiled per task and number of memory slots
