@@ -217,12 +217,13 @@ def test_programs_with_more_memory_slots_train_alike_in_both_engines():
     assert set(ev4._compiled) == {(32, 4)}
 
 
-@pytest.mark.slow  # one interpreter step compiled per task and number of memory slots
+@pytest.mark.slow  # one interpreter step compiled per task
 @pytest.mark.parametrize("task", sorted(TINY))
 def test_every_builtin_steps_alike_in_the_interpreter_and_dsl_execute_on_every_task(task):
     """Each built-in's first steps on the task's own tensors (its reductions and shape ops at each
-    tensor's shape): the interpreter (float32, flat parameters) against `dsl.execute.run` per leaf
-    (numpy, float64). Training the same programs end to end is checked above on one task."""
+    tensor's shape): the interpreter (float32, flat parameters, rows for 4 memory slots, so one
+    executable serves every built-in) against `dsl.execute.run` per leaf (numpy, float64).
+    Training the same programs end to end is checked above on one task."""
     import jax
     import jax.numpy as jnp
     from dsl.execute import run
@@ -234,14 +235,11 @@ def test_every_builtin_steps_alike_in_the_interpreter_and_dsl_execute_on_every_t
     w0 = [rng.normal(size=s) for s in layout.shapes]
     grads = [[rng.normal(size=s) for s in layout.shapes] for _ in range(3)]
     flat = lambda xs: jnp.asarray(np.concatenate([x.ravel() for x in xs]), jnp.float32)[None]
-    steps = {}
+    init, update = interpreter_optimizer(layout, BUCKETS[0], memory=4)
+    update = jax.jit(update)
     for name in dsl.builtin_names():
         p = dsl.load(name).inline_params()
-        enc = encode(p, BUCKETS)
-        if enc.memory not in steps:
-            init, update = interpreter_optimizer(layout, BUCKETS[0], enc.memory)
-            steps[enc.memory] = init, jax.jit(update)
-        init, update = steps[enc.memory]
+        enc = encode(p, BUCKETS, memory=4)
         prog = {k: jnp.asarray(x) for k, x in enc.arrays().items()}
         env, w = init(flat(w0), prog), flat(w0)
         ws, mem = list(w0), [[np.zeros(s) for s in layout.shapes] for _ in p.memory]
