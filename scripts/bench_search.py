@@ -8,7 +8,9 @@ family, over a few seeds of a config.
 
 Two measurements, each for 1 and 2 workers, with the ratio of 2 to 1:
 - pool: the same fixed set of distinct candidate programs (children of the AdamW warm start)
-  trained through the worker pool, timed after the actors have started and compiled;
+  trained through the worker pool, timed after the actors have started and compiled; also one
+  unpinned worker (XLA's own thread pool over every core, as a plain process runs), against which
+  the whole machine's throughput (the default layout: one single-threaded worker per core) is given;
 - search: whole searches of the same config (timed after the first 10 evaluations); these
   differ in which programs they meet, so the ratio is noisier.
 """
@@ -63,12 +65,15 @@ def candidates(n: int, seed: int) -> list:
     return out
 
 
-def pool_rate(task: TaskConfig, workers: int, programs: list) -> float:
-    """Candidates per second through a warm WorkerPool."""
+UNPINNED = "--xla_cpu_multi_thread_eigen=true"  # XLA's thread pool, one thread per core
+
+
+def pool_rate(task: TaskConfig, workers: int, programs: list, xla_flags: str | None = None) -> float:
+    """Candidates per second through a warm WorkerPool (workers with their own XLA_FLAGS, if given)."""
     import time
 
     from search.workers import WorkerPool
-    pool = WorkerPool(task.name, task.size, task.seeds, workers, timeout_s=600)
+    pool = WorkerPool(task.name, task.size, task.seeds, workers, timeout_s=600, xla_flags=xla_flags)
     pool.wait_ready()
     t0 = time.perf_counter()
     for _ in pool.map(enumerate(programs)):
@@ -119,8 +124,11 @@ def main(argv=None):
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     programs = candidates(args.candidates, args.seed)
     pool = [pool_rate(task, w, programs) for w in (1, 2)]
+    unpinned = pool_rate(task, 1, programs, UNPINNED)
     print(f"pool: {len(programs)} distinct candidates; 1 worker {pool[0]:.2f}/s, 2 workers {pool[1]:.2f}/s, "
           f"ratio {pool[1] / pool[0]:.2f}x")
+    print(f"pool: 1 unpinned worker (XLA's thread pool) {unpinned:.2f}/s; the machine as the search runs it "
+          f"(2 single-threaded workers) {pool[1] / unpinned:.2f}x that")
     rows = [measure(task, w, args.evaluations, args.seed) for w in (1, 2)]
     print(f"task {args.task} {dict(args.set)}, {args.evaluations} evaluations per run")
     print("| workers | evaluations/s | trainings/s | spared training |")

@@ -58,9 +58,11 @@ class WorkerPool:
     """Evaluator actors with a shared queue: a candidate goes to the first actor that is ready."""
 
     def __init__(self, task: str, size: dict, seeds: tuple[int, ...], workers: int, timeout_s: float,
-                 max_tries: int = 3, warm: bool = True, memory: int = 2):
-        # memory: the memory slots the programs may use (the executables' rows; see proxy_tasks.Evaluator)
+                 max_tries: int = 3, warm: bool = True, memory: int = 2, xla_flags: str | None = None):
+        # memory: the memory slots the programs may use (the executables' rows; see proxy_tasks.Evaluator);
+        # xla_flags: the workers' own XLA_FLAGS, which win over one thread per worker (proxy_tasks.xla_cache)
         self.task, self.size, self.seeds, self.warm, self.memory = task, dict(size), tuple(seeds), warm, memory
+        self.options = {"runtime_env": {"env_vars": {"XLA_FLAGS": xla_flags}}} if xla_flags else {}
         self.timeout_s, self.max_tries = timeout_s, max_tries
         self.retries = 0  # candidates resubmitted after their worker died
         self.timeouts = 0
@@ -73,7 +75,7 @@ class WorkerPool:
             self._add_actor()
 
     def _add_actor(self) -> None:
-        actor = Evaluator.remote(self.task, self.size, self.seeds, self.warm, self.memory)
+        actor = Evaluator.options(**self.options).remote(self.task, self.size, self.seeds, self.warm, self.memory)
         self._starting[actor.__ray_ready__.remote()] = actor
 
     def wait_ready(self) -> list:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import ray
 
 import dsl
 from search.config import RayConfig, RunConfig, SearchConfig, TaskConfig, ConfigError
@@ -115,6 +116,24 @@ def test_seed_split_scores_like_one_process_over_all_seeds(local_ray):
         assert split.loss(diverging) == math.inf
     finally:
         split.shutdown()
+
+
+def test_workers_take_their_own_xla_flags_over_one_thread(local_ray):
+    """The benchmark's unpinned layout: XLA_FLAGS given to the pool reach the workers (and win over
+    proxy_tasks' one thread per worker); without them, each worker runs XLA on one thread."""
+    from search.workers import WorkerPool
+
+    def flags(pool):
+        actors = pool.wait_ready()
+        return ray.get(actors[0].__ray_call__.remote(lambda self: os.environ.get("XLA_FLAGS", "")))
+
+    for given, expected in ((None, "intra_op_parallelism_threads=1"), ("--xla_cpu_multi_thread_eigen=true", None)):
+        pool = WorkerPool(TASK.name, dict(TASK.size), (0,), 1, timeout_s=60.0, warm=False, xla_flags=given)
+        try:
+            got = flags(pool)
+            assert (expected in got) if expected else got == given
+        finally:
+            pool.shutdown()
 
 
 @pytest.mark.slow  # a search in a subprocess, on its own Ray
