@@ -103,7 +103,7 @@ class Program:
     def scale_lr(self, k: float) -> "Program":
         """The same optimizer with its learning-rate input multiplied by k (a first statement
         `lr = lr * k`): how a sweep tries a program at other learning rates."""
-        if k == 1.0:
+        if k == 1.0 or not any("lr" in s.args for s in self.statements):  # no lr, nothing to scale
             return self
         return self.replace((Statement("lr", "mul", ("lr", float(k))),) + self.statements)
 

@@ -104,7 +104,8 @@ def tune_on_stage(stage: Stage, programs: list[str], cfg: FunnelConfig) -> list[
         pool.shutdown()
     best = []
     for g in range(len(programs)):
-        k, r = min(((k, res[(g, k)]) for k in cfg.lr_multipliers), key=lambda kr: kr[1].loss)
+        # on a tie (a program blind to the lr scores alike at every multiplier) the one nearest 1
+        k, r = min(((k, res[(g, k)]) for k in cfg.lr_multipliers), key=lambda kr: (kr[1].loss, abs(math.log(kr[0]))))
         best.append({"loss": r.loss, "accuracy": r.accuracy, "lr_multiplier": k, "status": r.status,
                      "seed_losses": r.seed_losses})
     return best

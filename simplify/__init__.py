@@ -177,7 +177,7 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
         an end of the grid the sweep goes on that way (up to `EXTEND` more steps of the grid's outer
         ratio): a rewrite such as `arctan2(m, c)` -> `sign(m)` changes the update's scale by about
         pi, and a grid edge must not decide against it."""
-        if loss(q) > hopeless:
+        if loss(q) > hopeless or q.scale_lr(2.0) == q:  # hopeless, or blind to the lr
             return loss(q), q, 1.0
         ks = list(grid)
         score = lambda k: loss(q.scale_lr(k))

@@ -51,6 +51,9 @@ def test_scale_lr_multiplies_the_update():
     p = dsl.load("sgd")
     a, b = trajectory(p), trajectory(p.scale_lr(0.5))
     np.testing.assert_allclose(b[0][0], 0.5 * a[0][0])
+    # a program that never reads lr is the same optimizer at every lr: no statement is added
+    blind = dsl.parse("def train(w, g, m, v, lr):\n    update = g * 0.1\n    return update, m, v\n")
+    assert blind.scale_lr(0.5) is blind
 
 
 def test_funnel_config_errors_name_the_key(tmp_path):
