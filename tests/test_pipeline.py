@@ -18,7 +18,7 @@ funnel:
   stages:
     - {name: A, task: {name: logreg, size: {steps: 30, batch: 32, n_train: 256, n_val: 128}, seeds: [1]}, max_ratio: 2.0}
     - {name: B, task: {name: logreg, size: {steps: 60, dim: 32, n_train: 256, n_val: 128}, seeds: [0, 1]}, max_ratio: 2.0}
-simplify: {tolerance: 0.05}
+simplify: {tolerance: 0.05, max_trainings: 60}
 """
 
 
