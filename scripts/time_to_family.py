@@ -1,6 +1,6 @@
 """Time to the Lion family, the search's figure of merit: for each run directory, when the first
 program of a family (`dsl.family`: lion or signum by default) was evaluated, and when one first was
-the best so far, beside the counts that say how much the search explored.
+the best so far, beside the counts that say how much the search explored and the best fitness it reached.
 
     python scripts/time_to_family.py RUN [RUN ...] [--families lion signum]
 
@@ -33,7 +33,7 @@ def first_of(run, families) -> dict:
     spared = sum(r.source in ("dead_code", "cache") for r in recs)
     return {"run": str(run), "evaluations": len(recs), "trained": sum(r.source == "trained" for r in recs),
             "distinct": len(names), "spared": spared / max(len(recs), 1), "met": met, "led": led,
-            "family": None if met is None else names[met.fingerprint]}
+            "family": None if met is None else names[met.fingerprint], "best": best}
 
 
 def cell(r) -> str:
@@ -43,11 +43,11 @@ def cell(r) -> str:
 def table(runs, families) -> str:
     """The Markdown table of `first_of` for each run directory."""
     lines = [f"| run | evaluations | trained | distinct programs | spared (dead code, cache) | first {'/'.join(families)} "
-             "evaluated: id (search minutes, loss) | first one best so far |", "|---|---|---|---|---|---|---|"]
+             "evaluated: id (search minutes, loss) | first one best so far | best fitness |", "|---|---|---|---|---|---|---|---|"]
     for run in runs:
         f = first_of(run, set(families))
         lines.append(f"| {f['run']} | {f['evaluations']} | {f['trained']} | {f['distinct']} | {f['spared']:.0%} | "
-                     f"{cell(f['met'])}{'' if f['family'] is None else ' ' + f['family']} | {cell(f['led'])} |")
+                     f"{cell(f['met'])}{'' if f['family'] is None else ' ' + f['family']} | {cell(f['led'])} | {f['best']:.4f} |")
     return "\n".join(lines)
 
 

@@ -21,7 +21,7 @@ def test_first_met_and_first_best(tmp_path):
     f = first_of(tmp_path / "run", {"lion", "signum"})
     assert f["met"].id == 2 and f["family"] == "lion"  # met at 2, not yet the best (0.4 is)
     assert f["led"].id == 3  # the best so far at 3
-    assert f["evaluations"] == 5 and f["trained"] == 5 and f["distinct"] == 4
+    assert f["evaluations"] == 5 and f["trained"] == 5 and f["distinct"] == 4 and f["best"] == 0.2
     assert first_of(tmp_path / "run", {"signum"})["met"] is None
 
 
