@@ -95,9 +95,8 @@ def cmd_eval(args) -> int:
     check_tasks("eval", args.tasks, size)
     on_ray = args.address is not None or args.workers is not None
     if on_ray:
-        from search.config import RayConfig
+        from search.config import ConfigError, RayConfig
         from search.runner import connect_ray
-        from search.config import ConfigError
         try:
             connect_ray(RayConfig(address=args.address, workers=args.workers or 2), args.tasks)
         except ConfigError as e:

@@ -103,10 +103,7 @@ _NODE_KEYS = ("fitness", "accuracy", "status", "source", "fingerprint", "mutatio
 
 def pareto(run: str | Path | list[Record]) -> HallOfFame:
     """The run's hall of fame (the Pareto front of live statements against fitness), from its history."""
-    hall = HallOfFame()
-    for r in records(run):
-        hall.add(r)
-    return hall
+    return HallOfFame(records(run))
 
 
 def lineage_graph(run: str | Path | list[Record]) -> nx.DiGraph:

@@ -83,10 +83,7 @@ def candidates_of(run_dir: str | Path, top_k: int, pareto: bool = False) -> list
         if len(picks) == top_k:
             break
     if pareto:
-        hall = HallOfFame()
-        for r in records:
-            hall.add(r)
-        for _, r in hall.front():
+        for _, r in HallOfFame(records).front():
             if r.loss < records[0].loss:
                 take(r)
     return picks
