@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
 from pathlib import Path
@@ -22,15 +21,12 @@ from dsl.export import TARGETS, ExportError, export
 
 from search import inspect
 from search.config import yaml_why
+from search.record import loss_text
 from search.rundir import RunDir, RunDirError, repair_history
 
 
 def _fail(cmd: str, e: Exception) -> SystemExit:
     return SystemExit(f"lionsearch {cmd}: {e}")
-
-
-def _loss(x) -> str:
-    return "failed" if x is None or not math.isfinite(x) else f"{x:.4f}"
 
 
 def _acc(x) -> str:
@@ -158,16 +154,16 @@ def show_run_dir(path: str | Path, top: int = 5) -> int:
     for isl in info["islands"]:
         b = isl["best"]
         print(f"island {isl['island']}: {isl['children']} children, best "
-              + ("none yet" if b is None else f"{_loss(b.loss)} (id {b.id})"))
+              + ("none yet" if b is None else f"{loss_text(b.loss)} (id {b.id})"))
     warm = info["warm_start"]
     base = warm["fitness"] if warm else None
     if warm:
-        print(f"warm start (id {warm['id']}): validation loss {_loss(base)}{_acc(warm['accuracy'])}")
+        print(f"warm start (id {warm['id']}): validation loss {loss_text(base)}{_acc(warm['accuracy'])}")
     if not info["best"]:
         print("no program has a finite validation loss yet")
     for rank, b in enumerate(info["best"], 1):
         gain = f" ({(b['fitness'] - base) / abs(base):+.1%} vs warm start)" if base else ""
-        print(f"\n# {rank}. id {b['id']}: validation loss {_loss(b['fitness'])}{gain}{_acc(b['accuracy'])}, "
+        print(f"\n# {rank}. id {b['id']}: validation loss {loss_text(b['fitness'])}{gain}{_acc(b['accuracy'])}, "
               f"status {b['status']}")
         print(f"# fingerprint {b['fingerprint']}; {b['evaluations']} evaluation(s); "
               f"{b['live_statements']} of {b['statements']} statements live")
@@ -184,7 +180,7 @@ def show_pareto(path: str | Path) -> int:
         raise _fail("show", e) from None
     print(f"hall of fame of {path}: {len(front)} program(s) on the Pareto front of live statements against fitness")
     for n, r in front:
-        print(f"\n# {n} live statement(s): id {r.id}, validation loss {_loss(r.loss)}")
+        print(f"\n# {n} live statement(s): id {r.id}, validation loss {loss_text(r.loss)}")
         print(dsl.to_text(dsl.strip_dead_code(r.program.inline_params())), end="")
     return 0
 
@@ -231,11 +227,11 @@ def cmd_lineage(args) -> int:
     except (inspect.InspectError, RunDirError) as e:
         raise _fail("lineage", e) from None
     end = chain[-1]
-    print(f"lineage of id {end.id} (fingerprint {end.fingerprint}, validation loss {_loss(end.loss)}): "
+    print(f"lineage of id {end.id} (fingerprint {end.fingerprint}, validation loss {loss_text(end.loss)}): "
           f"{len(chain) - 1} mutation(s) from id {chain[0].id} ({chain[0].source})")
     print(f"{'id':>7}  {'loss':>10}  {'source':<10}  mutation")
     for r in chain:
-        print(f"{r.id:>7}  {_loss(r.loss):>10}  {r.source:<10}  {r.mutation}")
+        print(f"{r.id:>7}  {loss_text(r.loss):>10}  {r.source:<10}  {r.mutation}")
     print(f"\n# id {end.id}, live statements:")
     print(dsl.to_text(dsl.strip_dead_code(end.program)), end="")
     if args.graph:

@@ -28,6 +28,11 @@ def finite_or_inf(x) -> float:
     return math.inf if x is None or not math.isfinite(x) else float(x)
 
 
+def loss_text(x) -> str:
+    """A loss as the command line prints it: four decimals, or "failed" (None, NaN, inf)."""
+    return "failed" if x is None or not math.isfinite(x) else f"{x:.4f}"
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """A program's validation loss on the search's task (mean over seeds; inf where training
