@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,16 @@ from search.record import loss_text
 from search.rundir import RunDir, RunDirError, repair_history
 
 
-def _fail(cmd: str, e: Exception) -> SystemExit:
-    return SystemExit(f"lionsearch {cmd}: {e}")
+RUN_ERRORS = (inspect.InspectError, RunDirError)  # a run directory, or a reference into one, that cannot be used
+
+
+@contextmanager
+def exit_on(cmd: str, *errors: type[Exception]):
+    """Inside: an error of one of these types ends the command with its message, in one line."""
+    try:
+        yield
+    except errors as e:
+        raise SystemExit(f"lionsearch {cmd}: {e}") from None
 
 
 def _acc(x) -> str:
@@ -134,10 +143,8 @@ def cmd_show(args) -> int:
 def show_run_dir(path: str | Path, top: int = 5) -> int:
     """Print what a run found: counters, the warm start, and the `top` best distinct programs."""
     run_config("show", path)
-    try:
+    with exit_on("show", *RUN_ERRORS):
         info = inspect.show_run(path, top)
-    except (inspect.InspectError, RunDirError) as e:
-        raise _fail("show", e) from None
     c = info["counters"]
     print(f"run directory: {info['run_dir']}" + (f" (task {info['task']})" if info["task"] else ""))
     if not c["evaluations"]:
@@ -174,10 +181,8 @@ def show_run_dir(path: str | Path, top: int = 5) -> int:
 def show_pareto(path: str | Path) -> int:
     """Print the run's hall of fame: for each length on the Pareto front, its best program."""
     run_config("show", path)
-    try:
+    with exit_on("show", *RUN_ERRORS):
         front = inspect.pareto(path).front()
-    except (inspect.InspectError, RunDirError) as e:
-        raise _fail("show", e) from None
     print(f"hall of fame of {path}: {len(front)} program(s) on the Pareto front of live statements against fitness")
     for n, r in front:
         print(f"\n# {n} live statement(s): id {r.id}, validation loss {loss_text(r.loss)}")
@@ -217,15 +222,13 @@ def cmd_lineage(args) -> int:
     run = _run("lineage", args.run)
     if args.graph:
         out_file("lineage", "--graph", args.graph)
-    try:
+    with exit_on("lineage", *RUN_ERRORS):
         recs = inspect.records(run)
         graph = inspect.lineage_graph(recs)
         chain = inspect.lineage(recs, args.program, graph=graph)
         if args.graph:
             g = graph.subgraph(r.id for r in chain).copy() if args.chain_only else graph
             path = inspect.write_graph(g, args.graph)
-    except (inspect.InspectError, RunDirError) as e:
-        raise _fail("lineage", e) from None
     end = chain[-1]
     print(f"lineage of id {end.id} (fingerprint {end.fingerprint}, validation loss {loss_text(end.loss)}): "
           f"{len(chain) - 1} mutation(s) from id {chain[0].id} ({chain[0].source})")
@@ -250,10 +253,8 @@ def add_plot_parser(sub) -> None:
 def cmd_plot(args) -> int:
     run = _run("plot", args.run)
     out_dir("plot", "--out" if args.out else "run directory", args.out or run)
-    try:
+    with exit_on("plot", *RUN_ERRORS):
         paths = inspect.plot_run(run, args.out)
-    except (inspect.InspectError, RunDirError) as e:
-        raise _fail("plot", e) from None
     for p in paths:
         print(p)
     return 0
@@ -276,14 +277,12 @@ def cmd_report(args) -> int:
     out = out_file("report", "--out" if args.out else "report file", args.out or Path(run) / "report.html")
     if not args.every > 0:
         raise SystemExit(f"lionsearch report: --every: expected a positive number of seconds, got {args.every}")
-    try:
+    with exit_on("report", *RUN_ERRORS, OSError):
         if args.watch:
             print(f"watching {run}: {out} is rewritten every {args.every:g} s while the run goes on", flush=True)
             out = report.watch(run, out, args.every)
         else:
             out = report.write(run, out)
-    except (inspect.InspectError, RunDirError, OSError) as e:
-        raise _fail("report", e) from None
     print(out)
     return 0
 
@@ -302,11 +301,9 @@ def add_export_parser(sub) -> None:
 def cmd_export(args) -> int:
     if args.output:
         out_file("export", "--output", args.output)
-    try:
+    with exit_on("export", *RUN_ERRORS, ExportError, dsl.ProgramError):
         p = inspect.load_program(args.program, args.id)
         src = export(p, args.to, name=args.name)
-    except (inspect.InspectError, RunDirError, ExportError, dsl.ProgramError) as e:
-        raise _fail("export", e) from None
     big = float(np.finfo(np.float32).max)  # the exported code computes in float32, as the search did
     for s in p.inline_params().statements:
         for a in s.args:
@@ -334,7 +331,7 @@ def cmd_repair(args) -> int:
         held.acquire()  # never under a running search
         kept, aside = repair_history(args.run)
     except RunDirError as e:
-        raise _fail("repair", e) from None
+        raise SystemExit(f"lionsearch repair: {e}") from None
     finally:
         held.release()
     if aside is None:
