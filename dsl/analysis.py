@@ -143,9 +143,6 @@ def fingerprint(p: Program) -> str:
 
 def equivalent(p: Program, q: Program, seeds=(0, 1, 2), steps: int = 10, rtol: float = 1e-6) -> bool:
     """Whether `p` and `q` compute the same updates on random inputs over several steps."""
-    for seed in seeds:
-        for x, y in zip(trajectory(p, seed, steps=steps), trajectory(q, seed, steps=steps)):
-            for a, b in zip(x, y):
-                if not np.allclose(a, b, rtol=rtol, atol=1e-9, equal_nan=True):
-                    return False
-    return True
+    return all(np.allclose(a, b, rtol=rtol, atol=1e-9, equal_nan=True)
+               for seed in seeds for x, y in zip(trajectory(p, seed, steps=steps), trajectory(q, seed, steps=steps))
+               for a, b in zip(x, y))

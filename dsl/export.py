@@ -94,8 +94,7 @@ class _Names:
         taken = set(p.inputs) | {s.out for s in p.statements} | {k for k, _ in p.params}
         for n in sorted(taken):
             if keyword.iskeyword(n) or n in _RESERVED or n.startswith("_"):
-                new = n.lstrip("_") or "x"
-                new = new + "_"
+                new = (n.lstrip("_") or "x") + "_"
                 while new in taken or new in _RESERVED or keyword.iskeyword(new):
                     new += "_"
                 taken.add(new)

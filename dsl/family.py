@@ -467,14 +467,14 @@ def family(p: Program) -> Family:
     dens = [f for f in common if f not in bias and f not in signs]
     if any(common[f] > 1 for f in common) or len(signs) + len(dens) > 1:
         return OTHER
+    if (bias and not dens) or (signs and (len(rest) != 1 or rest[0][1])):  # bias correction needs a second moment
+        return OTHER
+    lin = _linear(_split(signs[0][1]) if signs else rest, atoms)  # inside the sign, or the whole direction
+    mix = _mix(lin, emas, _G) if lin else None
+    if mix is None:
+        return OTHER
+    scale, b1, s = mix
     if signs:
-        if bias or len(rest) != 1 or rest[0][1]:
-            return OTHER
-        lin = _linear(_split(signs[0][1]), atoms)
-        mix = _mix(lin, emas, _G) if lin else None
-        if mix is None:
-            return OTHER
-        scale, b1, s = mix
         scale = rest[0][0] * math.copysign(1.0, scale)
         if s is None:
             name = "signsgd"
@@ -483,31 +483,23 @@ def family(p: Program) -> Family:
             name = "signum" if math.isclose(b1, emas[s][0], rel_tol=_TOL) else "lion"
             if name == "signum":
                 consts["b1"] = consts["b2"]
-    else:
-        lin = _linear(rest, atoms)
-        mix = _mix(lin, emas, _G) if lin else None
-        if mix is None:
+    elif dens:
+        second = _second_moment(dens[0], emas2)
+        if second is None:
             return OTHER
-        scale, b1, s = mix
-        if dens:
-            second = _second_moment(dens[0], emas2)
-            if second is None:
-                return OTHER
-            scale /= second[0]
-            consts |= second[1]
-            if bias:
-                consts["bias_correction"] = True
-            name = "rmsprop" if s is None else "adam"
-            if s is not None:
-                consts["b1"] = emas[s][0]
-                if not math.isclose(b1, emas[s][0], rel_tol=_TOL):
-                    consts["b1_interp"] = b1
-        else:
-            if bias:
-                return OTHER
-            name = "sgd" if s is None else "momentum"
-            if s is not None:
-                consts |= {"b1": b1, "b2": emas[s][0]}
+        scale /= second[0]
+        consts |= second[1]
+        if bias:
+            consts["bias_correction"] = True
+        name = "rmsprop" if s is None else "adam"
+        if s is not None:
+            consts["b1"] = emas[s][0]
+            if not math.isclose(b1, emas[s][0], rel_tol=_TOL):
+                consts["b1_interp"] = b1
+    else:
+        name = "sgd" if s is None else "momentum"
+        if s is not None:
+            consts |= {"b1": b1, "b2": emas[s][0]}
     if not scale > 0.0:  # an ascent direction
         return OTHER
     if decay:

@@ -12,7 +12,7 @@ from search.inspect import is_run_dir
 
 from .cli_eval import add_eval_parser, check_tasks, knob, seed
 from .cli_inspect import add_export_parser, add_lineage_parser, add_ops_parser, add_plot_parser, add_report_parser, add_show_parser
-from .cli_inspect import add_repair_parser, load_program, out_dir, out_file, run_config, write_out
+from .cli_inspect import add_repair_parser, exit_on, load_program, out_dir, out_file, run_config, write_out
 
 
 def with_ray(cfg, args):
@@ -56,7 +56,7 @@ def cmd_search(args) -> int:
     from search.runner import resolve, run_search
 
     check_run_dir("search", args)
-    try:
+    with exit_on("search", ConfigError):
         cfg = load_config(args.config)
         if args.seed is not None:
             cfg = dataclasses.replace(cfg, seed=args.seed)
@@ -74,8 +74,6 @@ def cmd_search(args) -> int:
             print(f"note: {note}")
         print(f"run directory: {run_dir}", flush=True)
         summary = run_search(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
-    except ConfigError as e:
-        raise SystemExit(f"lionsearch search: {e}") from None
     print_summary(summary)
     print(f"run directory: {run_dir}")
     return 0
@@ -140,10 +138,8 @@ def cmd_run(args) -> int:
 
     from .pipeline import DISCOVERED, EXIT_NOTHING_FOUND, load_pipeline, run_pipeline
     check_run_dir("run", args)
-    try:
+    with exit_on("run", ConfigError):
         cfg = load_pipeline(args.config)
-    except ConfigError as e:
-        raise SystemExit(f"lionsearch run: {e}") from None
     if args.seed is not None:
         cfg = dataclasses.replace(cfg, seed=args.seed)
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir()
@@ -208,10 +204,8 @@ def cmd_select(args) -> int:
     if not read_history(args.run):
         raise SystemExit(f"lionsearch select: {args.run}: the run has no evaluations yet; nothing to select")
     out_dir("select", "run directory", args.run)  # selection.json and selection.md go there
-    try:
+    with exit_on("select", ConfigError):
         cfg = load_funnel(args.config)
-    except ConfigError as e:
-        raise SystemExit(f"lionsearch select: {e}") from None
     cfg = dataclasses.replace(with_ray(cfg, args), top_k=args.top or cfg.top_k)
     report = run_funnel(args.run, cfg, progress=not args.no_progress)
     print(table(report), end="")
@@ -242,10 +236,8 @@ def add_simplify_parser(sub) -> None:
 def cmd_simplify(args) -> int:
     from simplify import check_size, simplify_steps
     p = load_program(args.program)
-    try:
+    with exit_on("simplify", ValueError):
         check_size(p)
-    except ValueError as e:
-        raise SystemExit(f"lionsearch simplify: {e}") from None
     size = dict(args.set or [])
     if args.task:
         check_tasks("simplify", [args.task], size)
@@ -258,13 +250,11 @@ def cmd_simplify(args) -> int:
         loss = "" if step.loss is None else f"  [loss {step.loss:.4f}]"
         print(f"- {step.what}: {len(step.program)} statements{loss}", flush=True)
 
-    try:
+    with exit_on("simplify", ValueError):
         steps = simplify_steps(p, task=args.task, tolerance=args.tolerance, seeds=tuple(args.seeds),
                                size=size, log=show, lr_multipliers=tuple(args.lr_multipliers),
                                max_trainings=args.max_trainings, screen_seeds=args.screen_seeds,
                                tune_trainings=args.tune_trainings)
-    except ValueError as e:
-        raise SystemExit(f"lionsearch simplify: {e}") from None
     final = steps[-1].program
     text = dsl.to_text(final)
     print(text, end="")

@@ -10,6 +10,8 @@ from proxy_tasks.base import INT_MAX
 
 from search.inspect import InspectError, load_program
 
+from .cli_inspect import exit_on
+
 
 def knob(text: str):
     """KNOB=VALUE with VALUE read as YAML (plain data only: safe_load refuses python tags)."""
@@ -38,10 +40,8 @@ def seed(text: str) -> int:
 def check_tasks(cmd: str, tasks, size: dict) -> None:
     """Build each task with the knobs before any work, so a bad knob is one line naming it."""
     for task in tasks:
-        try:
+        with exit_on(cmd, ValueError):
             proxy_tasks.get_task(task, **size)
-        except ValueError as e:
-            raise SystemExit(f"lionsearch {cmd}: {e}") from None
 
 
 def _local(programs, task: str, size: dict, seeds, direct: bool):
@@ -87,21 +87,16 @@ def add_eval_parser(sub) -> None:
 
 
 def cmd_eval(args) -> int:
-    try:
+    with exit_on("eval", dsl.ProgramError, InspectError):
         programs = [(ref, load_program(ref)) for ref in args.programs]
-    except (dsl.ProgramError, InspectError) as e:
-        raise SystemExit(f"lionsearch eval: {e}") from None
     size, seeds = dict(args.set or []), tuple(args.seeds)
     check_tasks("eval", args.tasks, size)
     on_ray = args.address is not None or args.workers is not None
     if on_ray:
-        from search.config import RayConfig
+        from search.config import ConfigError, RayConfig
         from search.runner import connect_ray
-        from search.config import ConfigError
-        try:
+        with exit_on("eval", ConfigError):
             connect_ray(RayConfig(address=args.address, workers=args.workers or 2), args.tasks)
-        except ConfigError as e:
-            raise SystemExit(f"lionsearch eval: {e}") from None
     print(f"# seeds {', '.join(map(str, seeds))}" + (f", knobs {size}" if size else "")
           + (f", on Ray ({args.workers or 2} workers)" if on_ray else ""))
     print("| program | task | val loss | accuracy | status | seconds |")

@@ -9,9 +9,9 @@
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +22,20 @@ from dsl.export import TARGETS, ExportError, export
 
 from search import inspect
 from search.config import yaml_why
+from search.record import loss_text
 from search.rundir import RunDir, RunDirError, repair_history
 
 
-def _fail(cmd: str, e: Exception) -> SystemExit:
-    return SystemExit(f"lionsearch {cmd}: {e}")
+RUN_ERRORS = (inspect.InspectError, RunDirError)  # a run directory, or a reference into one, that cannot be used
 
 
-def _loss(x) -> str:
-    return "failed" if x is None or not math.isfinite(x) else f"{x:.4f}"
+@contextmanager
+def exit_on(cmd: str, *errors: type[Exception]):
+    """Inside: an error of one of these types ends the command with its message, in one line."""
+    try:
+        yield
+    except errors as e:
+        raise SystemExit(f"lionsearch {cmd}: {e}") from None
 
 
 def _acc(x) -> str:
@@ -138,10 +143,8 @@ def cmd_show(args) -> int:
 def show_run_dir(path: str | Path, top: int = 5) -> int:
     """Print what a run found: counters, the warm start, and the `top` best distinct programs."""
     run_config("show", path)
-    try:
+    with exit_on("show", *RUN_ERRORS):
         info = inspect.show_run(path, top)
-    except (inspect.InspectError, RunDirError) as e:
-        raise _fail("show", e) from None
     c = info["counters"]
     print(f"run directory: {info['run_dir']}" + (f" (task {info['task']})" if info["task"] else ""))
     if not c["evaluations"]:
@@ -158,16 +161,16 @@ def show_run_dir(path: str | Path, top: int = 5) -> int:
     for isl in info["islands"]:
         b = isl["best"]
         print(f"island {isl['island']}: {isl['children']} children, best "
-              + ("none yet" if b is None else f"{_loss(b.loss)} (id {b.id})"))
+              + ("none yet" if b is None else f"{loss_text(b.loss)} (id {b.id})"))
     warm = info["warm_start"]
     base = warm["fitness"] if warm else None
     if warm:
-        print(f"warm start (id {warm['id']}): validation loss {_loss(base)}{_acc(warm['accuracy'])}")
+        print(f"warm start (id {warm['id']}): validation loss {loss_text(base)}{_acc(warm['accuracy'])}")
     if not info["best"]:
         print("no program has a finite validation loss yet")
     for rank, b in enumerate(info["best"], 1):
         gain = f" ({(b['fitness'] - base) / abs(base):+.1%} vs warm start)" if base else ""
-        print(f"\n# {rank}. id {b['id']}: validation loss {_loss(b['fitness'])}{gain}{_acc(b['accuracy'])}, "
+        print(f"\n# {rank}. id {b['id']}: validation loss {loss_text(b['fitness'])}{gain}{_acc(b['accuracy'])}, "
               f"status {b['status']}")
         print(f"# fingerprint {b['fingerprint']}; {b['evaluations']} evaluation(s); "
               f"{b['live_statements']} of {b['statements']} statements live")
@@ -178,13 +181,11 @@ def show_run_dir(path: str | Path, top: int = 5) -> int:
 def show_pareto(path: str | Path) -> int:
     """Print the run's hall of fame: for each length on the Pareto front, its best program."""
     run_config("show", path)
-    try:
+    with exit_on("show", *RUN_ERRORS):
         front = inspect.pareto(path).front()
-    except (inspect.InspectError, RunDirError) as e:
-        raise _fail("show", e) from None
     print(f"hall of fame of {path}: {len(front)} program(s) on the Pareto front of live statements against fitness")
     for n, r in front:
-        print(f"\n# {n} live statement(s): id {r.id}, validation loss {_loss(r.loss)}")
+        print(f"\n# {n} live statement(s): id {r.id}, validation loss {loss_text(r.loss)}")
         print(dsl.to_text(dsl.strip_dead_code(r.program.inline_params())), end="")
     return 0
 
@@ -221,21 +222,19 @@ def cmd_lineage(args) -> int:
     run = _run("lineage", args.run)
     if args.graph:
         out_file("lineage", "--graph", args.graph)
-    try:
+    with exit_on("lineage", *RUN_ERRORS):
         recs = inspect.records(run)
         graph = inspect.lineage_graph(recs)
         chain = inspect.lineage(recs, args.program, graph=graph)
         if args.graph:
             g = graph.subgraph(r.id for r in chain).copy() if args.chain_only else graph
             path = inspect.write_graph(g, args.graph)
-    except (inspect.InspectError, RunDirError) as e:
-        raise _fail("lineage", e) from None
     end = chain[-1]
-    print(f"lineage of id {end.id} (fingerprint {end.fingerprint}, validation loss {_loss(end.loss)}): "
+    print(f"lineage of id {end.id} (fingerprint {end.fingerprint}, validation loss {loss_text(end.loss)}): "
           f"{len(chain) - 1} mutation(s) from id {chain[0].id} ({chain[0].source})")
     print(f"{'id':>7}  {'loss':>10}  {'source':<10}  mutation")
     for r in chain:
-        print(f"{r.id:>7}  {_loss(r.loss):>10}  {r.source:<10}  {r.mutation}")
+        print(f"{r.id:>7}  {loss_text(r.loss):>10}  {r.source:<10}  {r.mutation}")
     print(f"\n# id {end.id}, live statements:")
     print(dsl.to_text(dsl.strip_dead_code(end.program)), end="")
     if args.graph:
@@ -254,10 +253,8 @@ def add_plot_parser(sub) -> None:
 def cmd_plot(args) -> int:
     run = _run("plot", args.run)
     out_dir("plot", "--out" if args.out else "run directory", args.out or run)
-    try:
+    with exit_on("plot", *RUN_ERRORS):
         paths = inspect.plot_run(run, args.out)
-    except (inspect.InspectError, RunDirError) as e:
-        raise _fail("plot", e) from None
     for p in paths:
         print(p)
     return 0
@@ -280,14 +277,12 @@ def cmd_report(args) -> int:
     out = out_file("report", "--out" if args.out else "report file", args.out or Path(run) / "report.html")
     if not args.every > 0:
         raise SystemExit(f"lionsearch report: --every: expected a positive number of seconds, got {args.every}")
-    try:
+    with exit_on("report", *RUN_ERRORS, OSError):
         if args.watch:
             print(f"watching {run}: {out} is rewritten every {args.every:g} s while the run goes on", flush=True)
             out = report.watch(run, out, args.every)
         else:
             out = report.write(run, out)
-    except (inspect.InspectError, RunDirError, OSError) as e:
-        raise _fail("report", e) from None
     print(out)
     return 0
 
@@ -306,11 +301,9 @@ def add_export_parser(sub) -> None:
 def cmd_export(args) -> int:
     if args.output:
         out_file("export", "--output", args.output)
-    try:
+    with exit_on("export", *RUN_ERRORS, ExportError, dsl.ProgramError):
         p = inspect.load_program(args.program, args.id)
         src = export(p, args.to, name=args.name)
-    except (inspect.InspectError, RunDirError, ExportError, dsl.ProgramError) as e:
-        raise _fail("export", e) from None
     big = float(np.finfo(np.float32).max)  # the exported code computes in float32, as the search did
     for s in p.inline_params().statements:
         for a in s.args:
@@ -338,7 +331,7 @@ def cmd_repair(args) -> int:
         held.acquire()  # never under a running search
         kept, aside = repair_history(args.run)
     except RunDirError as e:
-        raise _fail("repair", e) from None
+        raise SystemExit(f"lionsearch repair: {e}") from None
     finally:
         held.release()
     if aside is None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import dsl
 from search.config import RunConfig, TaskConfig, load_config
-from search.record import finite_or_inf
+from search.record import finite_or_inf, loss_text
 from search.rundir import RunDir
 from search.runner import connect_ray, run_search
 from search.workers import SeedSplit
@@ -154,8 +154,8 @@ def _pipeline(cfg: PipelineConfig, run_dir: Path, resume: bool, progress: bool, 
     k = max((i for i, r in enumerate(scored) if r["loss"] <= base["loss"]), default=len(forms) - 1)
     simplified, ours = forms[k], scored[k]
     note = None if k == len(forms) - 1 else (
-        f"the simplest form lost to the baseline on stage {last.name} ({_fmt(scored[-1]['loss'])} vs "
-        f"{_fmt(base['loss'])}); the final program is form {k + 1} of {len(forms)}, the simplest that beat it")
+        f"the simplest form lost to the baseline on stage {last.name} ({loss_text(scored[-1]['loss'])} vs "
+        f"{loss_text(base['loss'])}); the final program is form {k + 1} of {len(forms)}, the simplest that beat it")
     result["final_seconds"] = round(time.monotonic() - start, 1)
     fam = dsl.family(simplified)
     result |= {"verdict": DISCOVERED if ours["loss"] <= base["loss"] else NOTHING, "note": note,
@@ -184,13 +184,10 @@ def refined(grid) -> tuple[float, ...]:
 
 def _write_steps(path: Path, candidate: int, steps) -> None:
     """Each accepted simplification step with its loss on the check task, and the program reached."""
-    rows = [f"| {i} | {s.what.replace('|', '/')} | {len(s.program)} | {_fmt(s.loss)} |" for i, s in enumerate(steps)]
+    rows = [f"| {i} | {s.what.replace('|', '/')} | {len(s.program)} | {loss_text(s.loss)} |"
+            for i, s in enumerate(steps)]
     path.write_text(f"# Simplification of candidate {candidate}\n\n| step | what | statements | loss |\n"
                     "|---|---|---|---|\n" + "\n".join(rows) + f"\n\n```\n{dsl.to_text(steps[-1].program)}```\n")
-
-
-def _fmt(x) -> str:
-    return "failed" if x is None or not math.isfinite(x) else f"{x:.4f}"
 
 
 def _write(run_dir: Path, result: dict) -> None:

@@ -125,8 +125,7 @@ class Layout:
         return jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(params)])
 
     def unflatten(self, flat):
-        leaves = [flat[a:b].reshape(s) for a, b, s in zip(self.offsets[:-1], self.offsets[1:], self.shapes)]
-        return jax.tree.unflatten(self.treedef, leaves)
+        return jax.tree.unflatten(self.treedef, self.pieces(flat))
 
     def pieces(self, flat):
         return [flat[a:b].reshape(s) for a, b, s in zip(self.offsets[:-1], self.offsets[1:], self.shapes)]

@@ -237,19 +237,20 @@ class Search:
             c = self.evo.ask()
             if c.dead_code_only:
                 self._child_record(c, c.parent.fingerprint, c.parent.evaluation.reused(), "dead_code")
-                self._answered()
+                self._after_child()
                 continue
             fp = dsl.fingerprint(c.live)
             known = self.cache.get(fp)
             if known is not None:
                 self._child_record(c, fp, known, "cache")
-                self._answered()
+                self._after_child()
                 continue
             self.in_flight += 1
             if not self.cache.join(fp, c):
                 yield (fp, c), c.live
 
-    def _answered(self) -> None:
+    def _after_child(self) -> None:
+        """After a child's record: the progress bar, then a restart or a migration where one is due."""
         _update(self.bar, self)
         self._maybe_restart()
         self._maybe_migrate()
@@ -301,9 +302,7 @@ class Search:
                 for other in self.cache.finish(fp):
                     self._child_record(other, fp, res.reused(), "cache")
                     self.in_flight -= 1
-                _update(bar, self)
-                self._maybe_restart()
-                self._maybe_migrate()
+                self._after_child()
             summary = self.summary()
             self.dir.write_json("summary.json", summary)
         finally:

@@ -103,10 +103,7 @@ _NODE_KEYS = ("fitness", "accuracy", "status", "source", "fingerprint", "mutatio
 
 def pareto(run: str | Path | list[Record]) -> HallOfFame:
     """The run's hall of fame (the Pareto front of live statements against fitness), from its history."""
-    hall = HallOfFame()
-    for r in records(run):
-        hall.add(r)
-    return hall
+    return HallOfFame(records(run))
 
 
 def lineage_graph(run: str | Path | list[Record]) -> nx.DiGraph:
@@ -209,9 +206,6 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     over evaluations with every evaluation as a faint point, the distribution of the finite
     validation losses, and the hall of fame (fitness against live statements, with the Pareto
     front). Returns the files' paths."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     recs = records(run_dir)
     if not recs:
         raise InspectError(f"{run_dir}: the run has no evaluations yet; nothing to plot")
@@ -222,11 +216,12 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     ok = np.isfinite(loss)
     best = np.minimum.accumulate(loss)
     name = Path(run_dir).resolve().name
-    paths = []
+    fails = int((~ok).sum())
+    figs = {}
 
-    fig = Figure(figsize=(8, 4.5), dpi=120)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    figs["fitness_progress.png"], ax = _axes((8, 4.5), f"{name}: best validation loss over {len(recs)} evaluations"
+                                             + (f" ({fails} failures)" if fails else ""),
+                                             "evaluation", "validation loss (lower is better)")
     if ok.any():
         lo = loss[ok].min()
         first = loss[ok][0]  # the warm start's, usually
@@ -248,21 +243,12 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     restarts = [r.id for r in recs if r.source == "restart"]
     for k, x in enumerate(restarts):
         ax.axvline(x, color="green", lw=0.6, alpha=0.5, label="restart" if k == 0 else None)
-    fails = int((~ok).sum())
-    ax.set_title(f"{name}: best validation loss over {len(recs)} evaluations"
-                 + (f" ({fails} failures)" if fails else ""), fontsize=10)
-    ax.set_xlabel("evaluation")
-    ax.set_ylabel("validation loss (lower is better)")
-    ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center right")
-    fig.tight_layout()
-    paths.append(out / "fitness_progress.png")
-    fig.savefig(paths[-1])
 
-    fig = Figure(figsize=(7, 4.5), dpi=120)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
     finite = loss[ok]
+    figs["fitness_histogram.png"], ax = _axes((7, 4.5), f"{name}: {finite.size} finite validation losses"
+                                              + (f", {fails} failures" if fails else ""),
+                                              "validation loss", "evaluations")
     if finite.size:
         if finite.min() > 0 and finite.max() / finite.min() > 100:  # outliers: bins even in log space
             bins = np.geomspace(finite.min(), finite.max(), 40)
@@ -272,19 +258,10 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
         ax.hist(finite, bins=bins, color="tab:blue", alpha=0.8)
         ax.axvline(finite.min(), color="tab:red", lw=1, label=f"best ({finite.min():.4g})")
         ax.legend(fontsize=8)
-    ax.set_title(f"{name}: {finite.size} finite validation losses" + (f", {fails} failures" if fails else ""),
-                 fontsize=10)
-    ax.set_xlabel("validation loss")
-    ax.set_ylabel("evaluations")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    paths.append(out / "fitness_histogram.png")
-    fig.savefig(paths[-1])
 
     hall = pareto(recs)
-    fig = Figure(figsize=(7, 4.5), dpi=120)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    figs["pareto_front.png"], ax = _axes((7, 4.5), f"{name}: hall of fame, fitness against live statements",
+                                         "live statements", "validation loss (lower is better)")
     sizes = sorted(hall.by_length)
     best = np.array([hall.by_length[n].loss for n in sizes])
     front = hall.front()
@@ -301,12 +278,21 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
             marker="o", label="Pareto front (pareto.json)")
     for n, r in front:
         ax.annotate(f"id {r.id}", (n, r.loss), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set_title(f"{name}: hall of fame, fitness against live statements", fontsize=10)
-    ax.set_xlabel("live statements")
-    ax.set_ylabel("validation loss (lower is better)")
-    ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(out / "pareto_front.png")
-    fig.savefig(paths[-1])
-    return paths
+    for file, fig in figs.items():
+        fig.tight_layout()
+        fig.savefig(out / file)
+    return [out / file for file in figs]
+
+
+def _axes(size: tuple[float, float], title: str, xlabel: str, ylabel: str):
+    """A figure (drawn off screen) with one titled, labelled and gridded plot: (figure, axes)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=size, dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.set_title(title, fontsize=10)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    return fig, ax

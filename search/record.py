@@ -28,6 +28,11 @@ def finite_or_inf(x) -> float:
     return math.inf if x is None or not math.isfinite(x) else float(x)
 
 
+def loss_text(x) -> str:
+    """A loss as the command line prints it: four decimals, or "failed" (None, NaN, inf)."""
+    return "failed" if x is None or not math.isfinite(x) else f"{x:.4f}"
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """A program's validation loss on the search's task (mean over seeds; inf where training
@@ -146,10 +151,12 @@ def best_distinct(records: list[Record], top: int) -> list[Record]:
 class HallOfFame:
     """The Pareto front of live statements against fitness over a whole run (aging never removes
     anything from it): for each length, the best record; on the front, the lengths whose best beats
-    every shorter length's. `add` is cheap enough to call on every record."""
+    every shorter length's. `add` is cheap enough to call on every record; `records` are added first."""
 
-    def __init__(self):
+    def __init__(self, records=()):
         self.by_length: dict[int, Record] = {}
+        for r in records:
+            self.add(r)
 
     def add(self, rec: Record) -> None:
         if not math.isfinite(rec.loss):

@@ -123,9 +123,8 @@ class WorkerPool:
         while True:
             while more and self.capacity > 0:
                 item = next(items, None)
-                if item is None:
-                    more = False
-                else:
+                more = item is not None
+                if more:
                     self.submit(*item)
             if not (self._jobs or self._queue):
                 return

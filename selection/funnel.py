@@ -83,10 +83,7 @@ def candidates_of(run_dir: str | Path, top_k: int, pareto: bool = False) -> list
         if len(picks) == top_k:
             break
     if pareto:
-        hall = HallOfFame()
-        for r in records:
-            hall.add(r)
-        for _, r in hall.front():
+        for _, r in HallOfFame(records).front():
             if r.loss < records[0].loss:
                 take(r)
     return picks
@@ -132,16 +129,12 @@ def run_funnel(run_dir: str | Path, cfg: FunnelConfig, progress: bool = True) ->
         base = best[0]["loss"]
         stage_info.append({"name": stage.name, "task": stage.task.name, "size": stage.task.size,
                            "seeds": list(stage.task.seeds), "baseline": best[0], "max_ratio": stage.max_ratio})
-        survivors = []
         for g, i in enumerate(alive, 1):
             ok = math.isfinite(best[g]["loss"]) and best[g]["loss"] <= stage.max_ratio * base
             rows[i]["stages"][stage.name] = {**best[g], "ratio": best[g]["loss"] / base if base else math.inf,
                                              "passed": ok}
-            if ok:
-                survivors.append(i)
-            else:
-                rows[i]["passed"] = False
-        alive = survivors
+            rows[i]["passed"] = ok  # alive: it passed every stage before this one
+        alive = [i for i in alive if rows[i]["passed"]]
     report = {"run_dir": str(run_dir), "stages": stage_info, "candidates": rows,
               "survivors": [rows[i]["id"] for i in alive], "made_from": provenance(run_dir, cfg),
               "seconds": round(time.monotonic() - start, 1)}

@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 import dsl
 from dsl import Program
 
-from .rewrite import alias, canonical, exact_simplify, unary_rewrites, with_statement
+from .rewrite import alias, canonical, exact_simplify, replaced, unary_rewrites, with_statement
 
 
 EXTEND = 3  # extra lr-sweep steps past a grid end that keeps winning
@@ -74,21 +74,17 @@ def _ablations(p: Program):
     for i in reversed(range(len(p))):
         yield from unary_rewrites(p, i, [a for a in p.statements[i].args if isinstance(a, str)])
     for i, s in enumerate(p.statements):
-        try:
-            yield f"delete `{statement_text(s)}`", p.replace(p.statements[:i] + p.statements[i + 1:])
-        except dsl.ProgramError:
-            pass
+        q = replaced(p, p.statements[:i] + p.statements[i + 1:])
+        if q is not None:
+            yield f"delete `{statement_text(s)}`", q
         for a in dict.fromkeys(s.args):
             q = alias(p, i, a)
             if q is not None:
                 yield f"replace `{statement_text(s)}` by {a}", q
     for i in range(len(p) - 1):  # reorder: a statement reads the newer value of a slot, or the older
         a, b = p.statements[i], p.statements[i + 1]
-        try:
-            q = p.replace(p.statements[:i] + (b, a) + p.statements[i + 2:])
-        except dsl.ProgramError:
-            continue
-        if not dsl.equivalent(q, p):
+        q = replaced(p, p.statements[:i] + (b, a) + p.statements[i + 2:])
+        if q is not None and not dsl.equivalent(q, p):
             yield f"move `{statement_text(a)}` after `{statement_text(b)}`", q
     for i, s in enumerate(p.statements):
         for j, a in enumerate(s.args):

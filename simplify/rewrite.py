@@ -52,25 +52,25 @@ def alias(p: Program, i: int, to) -> Program | None:
         args[j] = to
         stmts[k] = Statement(stmts[k].out, stmts[k].op, tuple(args))
     del stmts[i]
+    return replaced(p, stmts)
+
+
+def replaced(p: Program, statements) -> Program | None:
+    """`p` with another statement list, or None where that is not a valid program."""
     try:
-        return p.replace(stmts)
+        return p.replace(statements)
     except ProgramError:
         return None
 
 
 def with_statement(p: Program, i: int, s: Statement) -> Program | None:
-    try:
-        return p.replace(p.statements[:i] + (s,) + p.statements[i + 1:])
-    except ProgramError:
-        return None
+    return replaced(p, p.statements[:i] + (s,) + p.statements[i + 1:])
 
 
 def _single_use(p: Program, i: int) -> int | None:
     """The one statement reading statement i's value, if exactly one does (and it is not an output)."""
     uses = _uses_after(p, i, p.statements[i].out)
-    if len(uses) == 1 and not _reaches_output(p, i):
-        return uses[0][0]
-    return None
+    return uses[0][0] if len(uses) == 1 and not _reaches_output(p, i) else None
 
 
 def merged_constants(p: Program) -> Iterator[tuple[str, Program]]:
@@ -205,10 +205,7 @@ def _merged(p: Program, keep: str, drop: set[str], src: str) -> Program | None:
         named = _renamed(stmts, t, base[t])
         if _flow(named, p.outputs) == _flow(stmts, p.outputs):
             stmts = named
-    try:
-        return p.replace(stmts)
-    except ProgramError:
-        return None
+    return replaced(p, stmts)
 
 
 def merged_slots(p: Program) -> Iterator[tuple[str, Program]]:
@@ -288,7 +285,7 @@ def exact_simplify(p: Program, log=None) -> Program:
         changed = False
         for what, q in candidates(p):
             q = dsl.strip_dead_code(q)
-            if len(q) <= len(p) and q != p and _simpler(q, p) and dsl.equivalent(q, p):
+            if len(q) <= len(p) and q != p and _cost(q) < _cost(p) and dsl.equivalent(q, p):
                 if log:
                     log(what, q)
                 p, changed = q, True
@@ -299,7 +296,3 @@ def exact_simplify(p: Program, log=None) -> Program:
 def _cost(p: Program) -> tuple[int, int]:
     """Fewer statements first; then fewer ops outside SIMPLE_UNARY (sign is simpler than m/sqrt)."""
     return len(p), sum(s.op not in SIMPLE_UNARY for s in p.statements)
-
-
-def _simpler(q: Program, p: Program) -> bool:
-    return _cost(q) < _cost(p)
