@@ -106,6 +106,20 @@ def test_shipped_quickstart_config_loads():
     assert cfg.simplify.tune_trainings == 600 and cfg.simplify.max_trainings == 1200
 
 
+def test_the_islands_config_is_the_quickstart_search_split_into_islands():
+    """configs/quickstart_islands.yaml (the islands measurement) differs from the quickstart's
+    search only in how its population of 100 is split."""
+    import dataclasses
+    from pathlib import Path
+    configs = Path(__file__).parent.parent / "configs"
+    quick = load_pipeline(configs / "quickstart.yaml").search_config()
+    islands = load_pipeline(configs / "quickstart_islands.yaml").search_config()
+    assert islands.search.islands * islands.search.population == quick.search.population
+    assert dataclasses.replace(islands, search=dataclasses.replace(
+        islands.search, population=quick.search.population, islands=1, migration_every=quick.search.migration_every,
+        migrants=quick.search.migrants)) == quick
+
+
 def test_pipeline_config_errors_name_the_key(tmp_path):
     f = tmp_path / "bad.yaml"
     f.write_text("funnel: {stages: [{name: A, task: {name: logreg}}], top_k: 0}\n")
