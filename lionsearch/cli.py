@@ -35,6 +35,8 @@ def add_search_parser(sub) -> None:
                     help="stop after M minutes of search (this time; with --resume too); 'none': no limit")
     sp.add_argument("--target-loss", type=_off_or(float), metavar="X",
                     help="stop once the best fitness is X or lower (with --resume too); 'none': no target")
+    sp.add_argument("--max-trainings", type=_off_or(int), metavar="N",
+                    help="stop once N children have been trained (with --resume too); 'none': no limit")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
     sp.set_defaults(func=cmd_search)
 
@@ -66,10 +68,11 @@ def cmd_search(args) -> int:
         if args.resume and args.evaluations is not None:  # the one setting a resume takes from the command
             cfg, note = resumed_budget(cfg, run_dir, args.evaluations)
             notes.append(note)
-        stops = {k: (None if v == "none" else v) for k in ("max_minutes", "target_loss")
+        stops = {k: (None if v == "none" else v) for k in ("max_minutes", "target_loss", "max_trainings")
                  if (v := getattr(args, k)) is not None}
         if stops:  # taken from the command on a resume too, as the budget is
-            cfg = from_dict(type(cfg), to_dict(cfg) | {"search": to_dict(cfg.search) | stops}, "--max-minutes/--target-loss:")
+            cfg = from_dict(type(cfg), to_dict(cfg) | {"search": to_dict(cfg.search) | stops},
+                            "--max-minutes/--target-loss/--max-trainings:")
         for note in notes:
             print(f"note: {note}")
         print(f"run directory: {run_dir}", flush=True)

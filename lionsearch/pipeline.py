@@ -98,7 +98,9 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, *, resume: bool = Fal
 
 def _pipeline(cfg: PipelineConfig, run_dir: Path, resume: bool, progress: bool, log) -> dict:
     search_cfg = cfg.search_config()
-    log(f"== search ({cfg.search.evaluations} evaluations on {cfg.task.name}, "
+    budget = f"{cfg.search.evaluations} evaluations" + (f" or {cfg.search.max_trainings} trainings"
+                                                        if cfg.search.max_trainings else "")
+    log(f"== search ({budget} on {cfg.task.name}, "
         f"{len(cfg.task.seeds)} seed(s) per candidate)")
     connect_ray(cfg.ray, [cfg.task.name, *(s.task.name for s in cfg.funnel.stages),
                           *([cfg.simplify.task.name] if cfg.simplify.task else [])])  # every task's folder travels

@@ -186,6 +186,9 @@ class SearchConfig:
     # resumed, and a fitness (validation loss) to reach; the summary says which one stopped it
     max_minutes: float | None = None
     target_loss: float | None = None
+    # a budget of trainings (children trained, not answered by the checks or the cache): the compute
+    # a search spends, whatever share of its children dead code or the cache spares
+    max_trainings: int | None = None
     # islands (PySR, FunSearch): N populations of `population` each evolve apart, child k on island
     # k mod N; every `migration_every` children each island's `migrants` best join the next island
     islands: int = 1
@@ -209,6 +212,8 @@ class SearchConfig:
                              "their part) nor method random")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError(f"max_minutes: expected a positive number of minutes, got {self.max_minutes}")
+        if self.max_trainings is not None and self.max_trainings < 1:
+            raise ValueError(f"max_trainings: expected a positive number of trainings, got {self.max_trainings}")
         if self.restart_after < 0:
             raise ValueError(f"restart_after: expected 0 (never) or more, got {self.restart_after}")
 

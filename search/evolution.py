@@ -176,6 +176,7 @@ class Search:
         self.stats = Stats()
         self.hall = HallOfFame()  # written to pareto.json at each checkpoint
         self.in_flight = 0  # children in training, or waiting for an equal one's result
+        self.training = 0  # children in training
         self.bar = None
         for rec in history:
             self._admit(rec)
@@ -219,11 +220,14 @@ class Search:
 
     # ---- the loop ---------------------------------------------------------------------------------
     def stop_reason(self) -> str | None:
-        """Why the search stops proposing children now: "evaluations" (the budget is spent),
-        "target_loss" (the best reached it) or "max_minutes" (time is up); None: it goes on."""
+        """Why the search stops proposing children now: "evaluations" or "max_trainings" (that
+        budget is spent), "target_loss" (the best reached it) or "max_minutes" (time is up); None: it
+        goes on."""
         s = self.cfg.search
         if len(self.records) + self.in_flight >= s.evaluations:
             return "evaluations"
+        if s.max_trainings is not None and self.stats.sources["trained"] + self.training >= s.max_trainings:
+            return "max_trainings"
         if s.target_loss is not None and self.best is not None and self.best.loss <= s.target_loss:
             return "target_loss"
         if s.max_minutes is not None and time.monotonic() - self._start >= 60 * s.max_minutes:
@@ -247,6 +251,7 @@ class Search:
                 continue
             self.in_flight += 1
             if not self.cache.join(fp, c):
+                self.training += 1
                 yield (fp, c), c.live
 
     def _after_child(self) -> None:
@@ -286,7 +291,7 @@ class Search:
         """Evolve until the budget of evaluations is spent; `pool` is a `WorkerPool`."""
         s = self.cfg.search
         self._start = time.monotonic()  # max_minutes counts from here
-        bar = self.bar = _progress(self, s.evaluations) if self.progress else None
+        bar = self.bar = _progress(self) if self.progress else None
         try:
             todo = [dsl.load(n) for n in self.cfg.search_space.warm_start][len(self.evo.warm):]  # validated
             if todo and len(self.records) == len(self.evo.warm):  # a run starts with its warm starts
@@ -299,6 +304,7 @@ class Search:
             for (fp, child), res in pool.map(self._children()):
                 self._child_record(child, fp, res, "trained")
                 self.in_flight -= 1
+                self.training -= 1
                 for other in self.cache.finish(fp):
                     self._child_record(other, fp, res.reused(), "cache")
                     self.in_flight -= 1
@@ -320,21 +326,31 @@ class Search:
         stopped = self.stop_reason() or "evaluations"
         why = (f"the best ({self.best.loss:.4g}) reached target_loss {s.target_loss:g}" if stopped == "target_loss"
                else f"max_minutes ({s.max_minutes:g}) passed" if stopped == "max_minutes"
+               else f"the budget of {s.max_trainings} trainings is spent" if stopped == "max_trainings"
                else f"the budget of {s.evaluations} evaluations is spent")
         return {"run_dir": str(self.dir.path), "evaluations": len(self.records), "stopped": stopped,
                 "stopped_because": why,
                 "seconds": round(time.monotonic() - self._start, 1), "stats": self.stats.as_dict(), "best": best}
 
 
-def _progress(search: Search, total: int):
+def _done(search: Search) -> tuple[int, int, str]:
+    """The progress of the budget that ends the search: (done, total, unit)."""
+    s = search.cfg.search
+    if s.max_trainings is not None:
+        return search.stats.sources["trained"], s.max_trainings, "training"
+    return len(search.records), s.evaluations, "eval"
+
+
+def _progress(search: Search):
     from tqdm import tqdm
-    return tqdm(total=total, initial=len(search.records), desc="search", unit="eval", dynamic_ncols=True)
+    done, total, unit = _done(search)
+    return tqdm(total=total, initial=done, desc="search", unit=unit, dynamic_ncols=True)
 
 
 def _update(bar, search: Search) -> None:
     if bar is None:
         return
-    bar.n = len(search.records)
+    bar.n = _done(search)[0]
     st = search.stats.as_dict()
     bar.set_postfix(best=f"{search.best.loss:.4f}", cache=f"{st['cache_rate']:.0%}",
                     dead=f"{st['dead_code_rate']:.0%}", rejected=f"{st['rejected_rate']:.0%}", refresh=False)

@@ -590,10 +590,10 @@ def test_cli_refuses_a_damaged_run_and_repair_fixes_it(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flag, value, expected", [
-    ("--max-minutes", "-1", "lionsearch search: --max-minutes/--target-loss: search.max_minutes: expected a positive "
+    ("--max-minutes", "-1", "lionsearch search: --max-minutes/--target-loss/--max-trainings: search.max_minutes: expected a positive "
                             "number of minutes, got -1.0"),
     ("--max-minutes", "soon", "argument --max-minutes: expected a number or 'none', got 'soon'"),
-    ("--target-loss", "nan", "lionsearch search: --max-minutes/--target-loss: search.target_loss: expected a finite "
+    ("--target-loss", "nan", "lionsearch search: --max-minutes/--target-loss/--max-trainings: search.target_loss: expected a finite "
                              "number, got nan"),
 ])
 def test_a_bad_stop_condition_is_one_line(flag, value, expected, tiny_config, tmp_path, capsys):

@@ -193,6 +193,21 @@ def test_stop_conditions_end_a_search_and_a_resume_goes_on(local_ray, tmp_path, 
         config(max_minutes=0)
 
 
+def test_a_budget_of_trainings_counts_trained_children_only(local_ray, tmp_path):
+    """max_trainings ends a search once that many children were trained, however many more the checks
+    and the cache answered; a resume with a larger budget trains exactly the difference."""
+    run = tmp_path / "run"
+    first = run_search(config(evaluations=10 ** 6, workers=2, max_trainings=12), run, progress=False)
+    trained = [r for r in history(run) if r["source"] == "trained"]
+    assert first["stopped"] == "max_trainings" and "budget of 12 trainings" in first["stopped_because"]
+    assert len(trained) == 12 and first["evaluations"] > 12  # some children were spared
+    again = run_search(config(evaluations=10 ** 6, workers=2, max_trainings=20), run, resume=True, progress=False)
+    assert again["stopped"] == "max_trainings"
+    assert sum(r["source"] == "trained" for r in history(run)) == 20
+    with pytest.raises(ValueError, match="max_trainings: expected a positive number of trainings, got 0"):
+        config(max_trainings=0)
+
+
 def test_islands_evolve_apart_migrate_and_resume_exactly(local_ray, tmp_path, capsys):
     """Three islands: each child's parent lives on the child's island; every 4 children each
     island's best joins the next island as a `migrant` record; with one worker the run is
