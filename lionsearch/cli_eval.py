@@ -3,6 +3,8 @@ fanned out over Ray workers (a local instance with `--workers N`, a cluster with
 from __future__ import annotations
 
 import argparse
+import math
+import statistics
 
 import dsl
 import proxy_tasks
@@ -79,6 +81,12 @@ def add_eval_parser(sub) -> None:
     sp.add_argument("--set", type=knob, action="append", metavar="KNOB=VALUE",
                     help="a size or schedule knob for every task, repeatable (e.g. --set steps=300); "
                          + "; ".join(f"{t}: {', '.join(sorted(proxy_tasks.task_knobs(t)))}" for t in names))
+    sp.add_argument("--lr-multipliers", type=float, nargs="+", default=[1.0], metavar="K",
+                    help="train each program at each of these lr multipliers and report its best (as the "
+                         "funnel tunes a candidate and the baseline)")
+    sp.add_argument("--baseline", metavar="PROGRAM",
+                    help="one of the PROGRAMs: each row also gives its loss minus the baseline's, seed by seed "
+                         "(mean and standard error of the paired differences)")
     sp.add_argument("--direct", action="store_true",
                     help="compile each program directly (jax.jit per program) instead of the interpreter")
     sp.add_argument("--workers", type=int, help="evaluate on this many Ray workers (a local Ray instance)")
@@ -86,9 +94,28 @@ def add_eval_parser(sub) -> None:
     sp.set_defaults(func=cmd_eval)
 
 
+def _spread(xs) -> str:
+    """The standard error of a mean over seeds ("-" for one seed or a failed one)."""
+    if len(xs) < 2 or any(x is None or not math.isfinite(x) for x in xs):
+        return "-"
+    return f"{statistics.stdev(xs) / math.sqrt(len(xs)):.4f}"
+
+
+def _paired(r, base) -> str:
+    """The row's loss minus the baseline's: mean of the seeds' differences, with its standard error."""
+    if not (r.ok and base.ok):
+        return "-"
+    d = [a - b for a, b in zip(r.seed_losses, base.seed_losses)]
+    return f"{statistics.mean(d):+.4f} ± {_spread(d)}" if len(d) > 1 else f"{d[0]:+.4f}"
+
+
 def cmd_eval(args) -> int:
     with exit_on("eval", dsl.ProgramError, InspectError):
         programs = [(ref, load_program(ref)) for ref in args.programs]
+    if args.baseline is not None and args.baseline not in args.programs:
+        raise SystemExit(f"lionsearch eval: --baseline {args.baseline}: not one of the PROGRAMs")
+    if min(args.lr_multipliers) <= 0:
+        raise SystemExit(f"lionsearch eval: --lr-multipliers: positive numbers are needed, got {args.lr_multipliers}")
     size, seeds = dict(args.set or []), tuple(args.seeds)
     check_tasks("eval", args.tasks, size)
     on_ray = args.address is not None or args.workers is not None
@@ -97,14 +124,26 @@ def cmd_eval(args) -> int:
         from search.runner import connect_ray
         with exit_on("eval", ConfigError):
             connect_ray(RayConfig(address=args.address, workers=args.workers or 2), args.tasks)
+    mults = args.lr_multipliers
     print(f"# seeds {', '.join(map(str, seeds))}" + (f", knobs {size}" if size else "")
+          + (f", each program at its best lr multiplier of {', '.join(f'{k:g}' for k in mults)}" if mults != [1.0] else "")
           + (f", on Ray ({args.workers or 2} workers)" if on_ray else ""))
-    print("| program | task | val loss | accuracy | status | seconds |")
-    print("|---|---|---|---|---|---|")
+    vs = f" vs {args.baseline} (paired) |" if args.baseline else ""
+    print(f"| program | task | val loss | ± se | lr x | accuracy | status | seconds |{vs}")
+    print("|---|---|---|---|---|---|---|---|" + ("---|" if vs else ""))
+    jobs = [(ref, k, p.scale_lr(k)) for ref, p in programs for k in mults]
     for task in args.tasks:
-        rows = (_on_ray(programs, task, size, seeds, args.workers or 2) if on_ray
-                else _local(programs, task, size, seeds, args.direct))
-        for (ref, _), r in zip(programs, rows):
+        swept = [(ref, q) for ref, _, q in jobs]
+        results = (_on_ray(swept, task, size, seeds, args.workers or 2) if on_ray
+                   else _local(swept, task, size, seeds, args.direct))
+        best = {}  # each program's best multiplier and result
+        for (ref, k, _), r in zip(jobs, results):
+            if ref not in best or r.loss < best[ref][1].loss:
+                best[ref] = (k, r)
+        for ref, _ in programs:
+            k, r = best[ref]
             acc = "-" if r.accuracy is None else f"{r.accuracy:.4f}"
-            print(f"| {ref} | {task} | {r.loss:.4f} | {acc} | {r.status} | {r.seconds:.2f} |", flush=True)
+            paired = f" {_paired(r, best[args.baseline][1])} |" if vs else ""
+            print(f"| {ref} | {task} | {r.loss:.4f} | {_spread(r.seed_losses or ())} | {k:g} | {acc} | {r.status} "
+                  f"| {r.seconds:.2f} |{paired}", flush=True)
     return 0
