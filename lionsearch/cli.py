@@ -176,14 +176,20 @@ def print_verdict(r: dict) -> None:
                           f"{s['baseline']['loss']:.4f}: {'pass' if got['passed'] else 'fail'}")
         return
     print(f"\n# verdict: {r['verdict']}" + (f" ({r['note']})" if r.get("note") else ""))
+    c = r.get("confirmation")
     print((f"# final program ({Path(r['run_dir']) / 'final.opt'})" if r["verdict"] == DISCOVERED
-           else "# not a result: the simplest form, which lost to the baseline")
+           else "# not a result: " + ("its win did not hold on the verdict's seeds" if c
+                                      else "the simplest form, which lost to the baseline"))
           + f", from candidate {r['candidate']} (found at evaluation {r['found_at_evaluation']} of {r['evaluations']}):")
     print(r["final"], end="")
     print(f"# family: {r['family_text']}")
     print(f"# stage {r['stage']}: final {r['final_loss']:.4f} (lr x{r['final_lr_multiplier']:g})"
           f"{_spread(r['final_seed_losses'])} vs baseline {r['baseline_loss']:.4f} "
           f"(lr x{r['baseline_lr_multiplier']:g}){_spread(r['baseline_seed_losses'])}")
+    if c:
+        print(f"# on {len(c['seeds'])} other seeds of stage {r['stage']} ({', '.join(map(str, c['seeds']))}): final "
+              f"minus baseline {c['difference']:+.4f} ± {c['se']:.4f} (mean ± standard error): "
+              + ("the win held" if c["held"] else "the win did not hold"))
 
 
 def add_select_parser(sub) -> None:

@@ -5,9 +5,12 @@
   went through (its exact simplification, then each ablation's result), the simplest that beats
   the baseline on the funnel's largest stage (each at its best lr multiplier, with every seed's
   loss) is written to `DIR/final.opt` and named by `dsl.family`;
-- `no candidate generalized`: none passed, or no form beat the baseline on the last stage; no
-  `final.opt` is written, the best candidate's numbers are reported, and the command exits with
-  `EXIT_NOTHING_FOUND`.
+  With `verdict.seeds`, the win must also hold on those seeds of the last stage, which no stage
+  trained on: the final program and the baseline, each at the lr multiplier the stage chose, are
+  trained on them, and the mean of the seeds' differences must be below zero;
+- `no candidate generalized`: none passed, no form beat the baseline on the last stage, or the
+  win did not hold on the verdict's seeds; no `final.opt` is written, the best candidate's numbers
+  are reported, and the command exits with `EXIT_NOTHING_FOUND`.
 """
 from __future__ import annotations
 
@@ -18,13 +21,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import statistics
+
 import dsl
 from search.config import RunConfig, TaskConfig, load_config
 from search.record import finite_or_inf, loss_text
 from search.rundir import RunDir
 from search.runner import connect_ray, run_search
 from search.workers import SeedSplit
-from selection.funnel import FunnelConfig, Stage, _jsonable, provenance, run_funnel, tune_on_stage
+from selection.funnel import FunnelConfig, Stage, _jsonable, provenance, run_funnel, score_on_stage, tune_on_stage
 from simplify import MAX_STATEMENTS, simplify_steps
 from simplify.rewrite import exact_simplify
 
@@ -49,9 +54,21 @@ class SimplifyConfig:
 
 
 @dataclass(frozen=True)
+class VerdictConfig:
+    # seeds of the last stage on which a final program's win over the baseline must hold too (none
+    # of the stage's own): on its 2 seeds a tie can look like a win
+    seeds: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        if min(self.seeds, default=0) < 0 or len(set(self.seeds)) < len(self.seeds):
+            raise ValueError(f"seeds: distinct seeds, none negative, are needed; got {list(self.seeds)}")
+
+
+@dataclass(frozen=True)
 class PipelineConfig(RunConfig):
     funnel: FunnelConfig = field(default_factory=lambda: FunnelConfig(stages=(Stage("A", TaskConfig()),)))
     simplify: SimplifyConfig = SimplifyConfig()
+    verdict: VerdictConfig = VerdictConfig()
 
     def search_config(self) -> RunConfig:
         """The search part of the whole method's config, as the search runs it."""
@@ -63,6 +80,10 @@ class PipelineConfig(RunConfig):
         if self.search_space.max_statements > MAX_STATEMENTS:  # the survivor must be simplifiable
             raise ValueError(f"search_space.max_statements: at most {MAX_STATEMENTS} for the whole method "
                              f"(the longest program simplification takes), got {self.search_space.max_statements}")
+        shared = set(self.verdict.seeds) & set(self.funnel.stages[-1].task.seeds)
+        if shared:
+            raise ValueError(f"verdict.seeds: seeds the last stage does not train on are needed; "
+                             f"{sorted(shared)} are stage {self.funnel.stages[-1].name}'s own")
 
 
 def load_pipeline(path: str | Path) -> PipelineConfig:
@@ -158,9 +179,17 @@ def _pipeline(cfg: PipelineConfig, run_dir: Path, resume: bool, progress: bool, 
     note = None if k == len(forms) - 1 else (
         f"the simplest form lost to the baseline on stage {last.name} ({loss_text(scored[-1]['loss'])} vs "
         f"{loss_text(base['loss'])}); the final program is form {k + 1} of {len(forms)}, the simplest that beat it")
+    won = ours["loss"] <= base["loss"]
+    if won and cfg.verdict.seeds:
+        result["confirmation"] = confirmation(last, simplified, ours, base, funnel, cfg.verdict.seeds)
+        won = result["confirmation"]["held"]
+        if not won:
+            c = result["confirmation"]
+            note = (f"the final program beat the baseline on stage {last.name}'s seeds but not on {len(c['seeds'])} "
+                    f"others (final minus baseline: {c['difference']:+.4f} ± {c['se']:.4f})")
     result["final_seconds"] = round(time.monotonic() - start, 1)
     fam = dsl.family(simplified)
-    result |= {"verdict": DISCOVERED if ours["loss"] <= base["loss"] else NOTHING, "note": note,
+    result |= {"verdict": DISCOVERED if won else NOTHING, "note": note,
                "candidate": pick["id"], "found_at_evaluation": pick["id"] + 1,
                "final": dsl.to_text(simplified), "family": fam.name, "constants": fam.constants,
                "family_text": str(fam), "stage": last.name, "stage_seeds": list(last.task.seeds),
@@ -174,6 +203,22 @@ def _pipeline(cfg: PipelineConfig, run_dir: Path, resume: bool, progress: bool, 
         (run_dir / "final.opt").write_text(dsl.to_text(simplified))
     _write(run_dir, result)
     return result
+
+
+def confirmation(stage: Stage, final: dsl.Program, ours: dict, base: dict, funnel: FunnelConfig, seeds) -> dict:
+    """The final program and the baseline, each at the lr multiplier the stage chose, on other seeds
+    of the stage: each seed's loss, the mean of the differences (final minus baseline) with its
+    standard error, and whether the win held (the mean below zero; a failed seed fails it)."""
+    res = score_on_stage(stage, [("final", dsl.to_text(final), ours["lr_multiplier"]),
+                                 ("baseline", dsl.to_text(dsl.load(funnel.baseline)), base["lr_multiplier"])],
+                         funnel, seeds)
+    f, b = res["final"], res["baseline"]
+    held = f.ok and b.ok
+    diffs = [x - y for x, y in zip(f.seed_losses, b.seed_losses)] if held else [math.inf]
+    mean = statistics.mean(diffs)
+    return {"seeds": list(seeds), "final_seed_losses": f.seed_losses, "baseline_seed_losses": b.seed_losses,
+            "difference": mean, "se": statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else math.nan,
+            "held": held and mean < 0}
 
 
 def refined(grid) -> tuple[float, ...]:

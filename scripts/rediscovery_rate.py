@@ -120,8 +120,11 @@ def _losses(r: dict) -> str:
         return f"best candidate {got['loss']:.4f} vs {reached['baseline']['loss']:.4f} on stage {reached['name']}"
     spread = lambda xs: "" if not xs or len(xs) < 2 else " [" + ", ".join(
         "-" if x is None else f"{x:.4f}" for x in xs) + "]"
+    c = r.get("confirmation")
+    held = "" if not c else (f"; on {len(c['seeds'])} other seeds, final minus AdamW "
+                             f"{c['difference']:+.4f} ± {c['se']:.4f}")
     return (f"{r['final_loss']:.4f}{spread(r.get('final_seed_losses'))} vs "
-            f"{r['baseline_loss']:.4f}{spread(r.get('baseline_seed_losses'))} (stage {r['stage']})")
+            f"{r['baseline_loss']:.4f}{spread(r.get('baseline_seed_losses'))} (stage {r['stage']}){held}")
 
 
 def rediscovered(r: dict) -> bool:

@@ -89,16 +89,20 @@ def candidates_of(run_dir: str | Path, top_k: int, pareto: bool = False) -> list
     return picks
 
 
-def tune_on_stage(stage: Stage, programs: list[str], cfg: FunnelConfig) -> list[dict]:
-    """Each program's (text's) best over the lr multipliers on a stage: loss, accuracy, multiplier."""
-    pool = WorkerPool(stage.task.name, dict(stage.task.size), tuple(stage.task.seeds), cfg.ray.workers,
+def score_on_stage(stage: Stage, items, cfg: FunnelConfig, seeds=None) -> dict:
+    """{key: Evaluation} for each (key, program text, lr multiplier) trained on the stage's task, on
+    `seeds` (default: the stage's)."""
+    pool = WorkerPool(stage.task.name, dict(stage.task.size), tuple(seeds or stage.task.seeds), cfg.ray.workers,
                       cfg.timeout_s, warm=False)  # few programs: compile only the buckets used
-    progs = [dsl.parse(t) for t in programs]
-    try:  # every (program, lr multiplier) once
-        res = dict(pool.map(((g, k), dsl.strip_dead_code(p.scale_lr(k)))
-                            for g, p in enumerate(progs) for k in cfg.lr_multipliers))
+    try:
+        return dict(pool.map((key, dsl.strip_dead_code(dsl.parse(t).scale_lr(k))) for key, t, k in items))
     finally:
         pool.shutdown()
+
+
+def tune_on_stage(stage: Stage, programs: list[str], cfg: FunnelConfig) -> list[dict]:
+    """Each program's (text's) best over the lr multipliers on a stage: loss, accuracy, multiplier."""
+    res = score_on_stage(stage, [((g, k), t, k) for g, t in enumerate(programs) for k in cfg.lr_multipliers], cfg)
     best = []
     for g in range(len(programs)):
         # on a tie (a program blind to the lr scores alike at every multiplier) the one nearest 1

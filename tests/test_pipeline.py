@@ -83,6 +83,44 @@ def test_run_does_every_stage_and_writes_final_opt(short_run, capsys):
     assert "# verdict: discovered" in out and "# family: " in out and "vs baseline" in out
 
 
+def test_the_verdict_must_hold_on_other_seeds(short_run, capsys):
+    """With `verdict.seeds`, the final program and the baseline are trained again on those seeds of
+    the last stage (at the multipliers the stage chose): a discovery is a win that held there."""
+    cfg_file, run, _ = short_run
+    strict = cfg_file.with_name("verdict.yaml")
+    strict.write_text(CONFIG + "verdict: {seeds: [2, 3, 4]}\n")
+    code = main(["run", str(strict), "--run-dir", str(run), "--resume", "--no-progress"])
+    out = capsys.readouterr().out
+    result = json.loads((run / "final.json").read_text())
+    c = result["confirmation"]
+    assert c["seeds"] == [2, 3, 4] and len(c["final_seed_losses"]) == len(c["baseline_seed_losses"]) == 3
+    diffs = [a - b for a, b in zip(c["final_seed_losses"], c["baseline_seed_losses"])]
+    assert c["difference"] == pytest.approx(sum(diffs) / 3) and c["held"] == (c["difference"] < 0)
+    assert (result["verdict"] == "discovered") == c["held"] == (run / "final.opt").exists() == (code == 0)
+    assert "on 3 other seeds of stage B (2, 3, 4): final minus baseline" in out
+    with pytest.raises(SystemExit, match=r"verdict.seeds: seeds the last stage does not train on are needed; \[1\]"):
+        strict.write_text(CONFIG + "verdict: {seeds: [1, 5]}\n")
+        main(["run", str(strict), "--run-dir", str(run), "--resume", "--no-progress"])
+
+
+def test_a_confirmation_tells_a_win_from_a_loss(local_ray):
+    """On other seeds: AdamW at its tuned lr against AdamW at a hundredth of it holds; the reverse,
+    and a program against itself (a difference of exactly zero), do not."""
+    from lionsearch.pipeline import confirmation
+    from search.config import TaskConfig
+    from selection.funnel import FunnelConfig, Stage
+    stage = Stage("B", TaskConfig(name="logreg", size={"steps": 30, "batch": 32, "n_train": 256, "n_val": 128},
+                                  seeds=(0,)))
+    funnel = FunnelConfig(stages=(stage,))
+    adamw = dsl.load("adamw_warmstart")
+    at = lambda k: {"lr_multiplier": k}
+    win = confirmation(stage, adamw, at(10.0), at(0.1), funnel, (1, 2))
+    assert win["held"] and win["difference"] < 0 and len(win["final_seed_losses"]) == 2
+    assert not confirmation(stage, adamw, at(0.1), at(10.0), funnel, (1, 2))["held"]
+    tie = confirmation(stage, adamw, at(1.0), at(1.0), funnel, (1, 2))
+    assert tie["difference"] == 0 and not tie["held"]
+
+
 def test_run_where_nothing_passes_says_so(local_ray, tmp_path, capsys):
     """A funnel no candidate can pass (max_ratio: 0.01): the verdict, no final.opt, exit status 3."""
     cfg_file = tmp_path / "strict.yaml"
