@@ -17,11 +17,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import statistics
 
 import dsl
 from search.config import RunConfig, TaskConfig, load_config
