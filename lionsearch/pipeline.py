@@ -6,8 +6,9 @@
   the baseline on the funnel's largest stage (each at its best lr multiplier, with every seed's
   loss) is written to `DIR/final.opt` and named by `dsl.family`;
   With `verdict.seeds`, the win must also hold on those seeds of the last stage, which no stage
-  trained on: the final program and the baseline, each at the lr multiplier the stage chose, are
-  trained on them, and the mean of the seeds' differences must be below zero;
+  trained on: each form that beat the baseline and the baseline, each at the lr multiplier the
+  stage chose, are trained on them; the result is the simplest form whose mean difference to the
+  baseline there is below zero;
 - `no candidate generalized`: none passed, no form beat the baseline on the last stage, or the
   win did not hold on the verdict's seeds; no `final.opt` is written, the best candidate's numbers
   are reported, and the command exits with `EXIT_NOTHING_FOUND`.
@@ -173,19 +174,26 @@ def _pipeline(cfg: PipelineConfig, run_dir: Path, resume: bool, progress: bool, 
     grid = refined(funnel.lr_multipliers)
     base, *scored = tune_on_stage(last, [dsl.to_text(p) for p in [dsl.load(funnel.baseline), *forms]],
                                   dataclasses.replace(funnel, lr_multipliers=grid))
-    k = max((i for i, r in enumerate(scored) if r["loss"] <= base["loss"]), default=len(forms) - 1)
+    beat = [i for i, r in enumerate(scored) if r["loss"] <= base["loss"]]
+    checks = {}  # form index -> its confirmation on the verdict's seeds
+    if beat and cfg.verdict.seeds:  # every form that beat the baseline, in one pool
+        checks = dict(zip(beat, confirmations(last, [(forms[i], scored[i]) for i in beat], base, funnel,
+                                              cfg.verdict.seeds)))
+    held = [i for i in beat if i not in checks or checks[i]["held"]]
+    k = max(held or beat, default=len(forms) - 1)  # the simplest whose win held (or, failing that, beat)
     simplified, ours = forms[k], scored[k]
+    won = bool(held)
     note = None if k == len(forms) - 1 else (
         f"the simplest form lost to the baseline on stage {last.name} ({loss_text(scored[-1]['loss'])} vs "
         f"{loss_text(base['loss'])}); the final program is form {k + 1} of {len(forms)}, the simplest that beat it")
-    won = ours["loss"] <= base["loss"]
-    if won and cfg.verdict.seeds:
-        result["confirmation"] = confirmation(last, simplified, ours, base, funnel, cfg.verdict.seeds)
-        won = result["confirmation"]["held"]
+    if checks:
+        result["confirmation"] = c = checks[k]
         if not won:
-            c = result["confirmation"]
             note = (f"the final program beat the baseline on stage {last.name}'s seeds but not on {len(c['seeds'])} "
                     f"others (final minus baseline: {c['difference']:+.4f} ± {c['se']:.4f})")
+        elif k != max(beat):
+            note = (f"the win of the simpler forms did not hold on the verdict's {len(c['seeds'])} seeds; the final "
+                    f"program is form {k + 1} of {len(forms)}, the simplest whose win held")
     result["final_seconds"] = round(time.monotonic() - start, 1)
     fam = dsl.family(simplified)
     result |= {"verdict": DISCOVERED if won else NOTHING, "note": note,
@@ -197,27 +205,32 @@ def _pipeline(cfg: PipelineConfig, run_dir: Path, resume: bool, progress: bool, 
                "final_lr_multiplier": ours["lr_multiplier"], "baseline_lr_multiplier": base["lr_multiplier"],
                "lr_multipliers": list(grid),
                "forms": [{"program": dsl.to_text(p), "family": str(dsl.family(p)), "loss": r["loss"],
-                          "lr_multiplier": r["lr_multiplier"]} for p, r in zip(forms, scored)]}
+                          "lr_multiplier": r["lr_multiplier"], "confirmation": checks.get(i)}
+                         for i, (p, r) in enumerate(zip(forms, scored))]}
     if result["verdict"] == DISCOVERED:
         (run_dir / "final.opt").write_text(dsl.to_text(simplified))
     _write(run_dir, result)
     return result
 
 
-def confirmation(stage: Stage, final: dsl.Program, ours: dict, base: dict, funnel: FunnelConfig, seeds) -> dict:
-    """The final program and the baseline, each at the lr multiplier the stage chose, on other seeds
-    of the stage: each seed's loss, the mean of the differences (final minus baseline) with its
-    standard error, and whether the win held (the mean below zero; a failed seed fails it)."""
-    res = score_on_stage(stage, [("final", dsl.to_text(final), ours["lr_multiplier"]),
-                                 ("baseline", dsl.to_text(dsl.load(funnel.baseline)), base["lr_multiplier"])],
-                         funnel, seeds)
-    f, b = res["final"], res["baseline"]
-    held = f.ok and b.ok
-    diffs = [x - y for x, y in zip(f.seed_losses, b.seed_losses)] if held else [math.inf]
-    mean = statistics.mean(diffs)
-    return {"seeds": list(seeds), "final_seed_losses": f.seed_losses, "baseline_seed_losses": b.seed_losses,
-            "difference": mean, "se": statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else math.nan,
-            "held": held and mean < 0}
+def confirmations(stage: Stage, finals: list[tuple[dsl.Program, dict]], base: dict, funnel: FunnelConfig,
+                  seeds) -> list[dict]:
+    """Each final program and the baseline, each at the lr multiplier the stage chose (`finals`:
+    (program, its stage result); `base`: the baseline's), trained on other seeds of the stage: each
+    seed's loss, the mean of the differences (final minus baseline) with its standard error, and
+    whether the win held (the mean below zero; a failed seed fails it)."""
+    res = score_on_stage(stage, [("baseline", dsl.to_text(dsl.load(funnel.baseline)), base["lr_multiplier"])]
+                         + [(i, dsl.to_text(p), r["lr_multiplier"]) for i, (p, r) in enumerate(finals)], funnel, seeds)
+    b, out = res["baseline"], []
+    for i in range(len(finals)):
+        f = res[i]
+        ok = f.ok and b.ok
+        diffs = [x - y for x, y in zip(f.seed_losses, b.seed_losses)] if ok else [math.inf]
+        mean = statistics.mean(diffs)
+        out.append({"seeds": list(seeds), "final_seed_losses": f.seed_losses, "baseline_seed_losses": b.seed_losses,
+                    "difference": mean, "held": ok and mean < 0,
+                    "se": statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else math.nan})
+    return out
 
 
 def refined(grid) -> tuple[float, ...]:

@@ -97,6 +97,12 @@ def test_the_verdict_must_hold_on_other_seeds(short_run, capsys):
     diffs = [a - b for a, b in zip(c["final_seed_losses"], c["baseline_seed_losses"])]
     assert c["difference"] == pytest.approx(sum(diffs) / 3) and c["held"] == (c["difference"] < 0)
     assert (result["verdict"] == "discovered") == c["held"] == (run / "final.opt").exists() == (code == 0)
+    # every form that beat the baseline on the stage was checked; the result is the simplest that held
+    forms = result["forms"]
+    beat = [i for i, f in enumerate(forms) if f["loss"] <= result["baseline_loss"]]
+    assert beat and all((f["confirmation"] is not None) == (i in beat) for i, f in enumerate(forms))
+    held = [i for i in beat if forms[i]["confirmation"]["held"]]
+    assert dsl.parse(result["final"]) == dsl.parse(forms[max(held or beat)]["program"])
     assert "on 3 other seeds of stage B (2, 3, 4): final minus baseline" in out
     with pytest.raises(SystemExit, match=r"verdict.seeds: seeds the last stage does not train on are needed; \[1\]"):
         strict.write_text(CONFIG + "verdict: {seeds: [1, 5]}\n")
@@ -106,7 +112,7 @@ def test_the_verdict_must_hold_on_other_seeds(short_run, capsys):
 def test_a_confirmation_tells_a_win_from_a_loss(local_ray):
     """On other seeds: AdamW at its tuned lr against AdamW at a hundredth of it holds; the reverse,
     and a program against itself (a difference of exactly zero), do not."""
-    from lionsearch.pipeline import confirmation
+    from lionsearch.pipeline import confirmations
     from search.config import TaskConfig
     from selection.funnel import FunnelConfig, Stage
     stage = Stage("B", TaskConfig(name="logreg", size={"steps": 30, "batch": 32, "n_train": 256, "n_val": 128},
@@ -114,11 +120,11 @@ def test_a_confirmation_tells_a_win_from_a_loss(local_ray):
     funnel = FunnelConfig(stages=(stage,))
     adamw = dsl.load("adamw_warmstart")
     at = lambda k: {"lr_multiplier": k}
-    win = confirmation(stage, adamw, at(10.0), at(0.1), funnel, (1, 2))
+    win, tie = confirmations(stage, [(adamw, at(10.0)), (adamw, at(0.1))], at(0.1), funnel, (1, 2))
     assert win["held"] and win["difference"] < 0 and len(win["final_seed_losses"]) == 2
-    assert not confirmation(stage, adamw, at(0.1), at(10.0), funnel, (1, 2))["held"]
-    tie = confirmation(stage, adamw, at(1.0), at(1.0), funnel, (1, 2))
     assert tie["difference"] == 0 and not tie["held"]
+    loss, = confirmations(stage, [(adamw, at(0.1))], at(10.0), funnel, (1, 2))
+    assert loss["difference"] > 0 and not loss["held"]
 
 
 def test_run_where_nothing_passes_says_so(local_ray, tmp_path, capsys):
