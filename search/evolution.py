@@ -288,7 +288,7 @@ class Search:
             self.stale = 0
 
     def run(self, pool) -> dict:
-        """Evolve until a stop condition holds (`stop_reason`); `pool` is a `WorkerPool`."""
+        """Evolve until the budget of evaluations is spent; `pool` is a `WorkerPool`."""
         s = self.cfg.search
         self._start = time.monotonic()  # max_minutes counts from here
         bar = self.bar = _progress(self) if self.progress else None
