@@ -157,8 +157,12 @@ def summary(rows: list[dict], wanted: int) -> str:
         if r.get("verdict") == "discovered":
             fams[r["family"]] = fams.get(r["family"], 0) + 1
     found = ", ".join(f"{n} {f}" for f, n in sorted(fams.items())) or "none"
+    # where both methods discover nothing, how far each got still tells them apart (the program
+    # reported: the discovery, or the form that lost)
+    reached = sum(r.get("family") in LION_FAMILY for r in rows)
     return (f"{hits} of {len(rows)} runs ({wanted} asked) ended in the Lion family (lion or signum) and beat the "
             f"tuned AdamW warm start on the last stage; discoveries by family: {found}; "
+            f"{reached} reported a Lion-family program, whatever the verdict; "
             f"{sum(r['verdict'] != 'discovered' for r in rows)} without a discovery; median wall time "
             f"{statistics.median(r['wall_seconds'] for r in rows) / 60:.1f} minutes.")
 

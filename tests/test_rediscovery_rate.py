@@ -43,6 +43,8 @@ def test_rate_script_runs_resumes_and_compares_random_search(tmp_path, capsys):
     assert (out / "evolution" / "seed-0" / "final.opt").exists() == (final["verdict"] == "discovered")
     assert final["verdict"] in rows[0]
     assert "of 1 runs (1 asked) ended in the Lion family" in text
+    reached = int(final.get("family") in ("lion", "signum"))
+    assert f"; {reached} reported a Lion-family program, whatever the verdict;" in text
     # done seeds are not run again
     capsys.readouterr()
     stamp = (out / "evolution" / "seed-0" / "history.jsonl").stat().st_mtime_ns
