@@ -107,6 +107,18 @@ class Program:
             return self
         return self.replace((Statement("lr", "mul", ("lr", float(k))),) + self.statements)
 
+    def add_weight_decay(self, wd: float) -> "Program":
+        """The same optimizer with a decoupled weight decay added to its update, `wd * lr * w` (lr:
+        the learning-rate input as the program receives it, so that the decay follows the schedule
+        and any lr multiplier, as optax's `add_decayed_weights` before the learning rate): how a
+        sweep tries a program with weight decay, whatever decay it has of its own."""
+        if wd == 0.0:
+            return self
+        used = set(self.inputs) | set(self.outputs) | set(self.param_values) | {s.out for s in self.statements}
+        name = next(n for n in (f"decay{i}" if i else "decay" for i in range(len(used) + 1)) if n not in used)
+        return self.replace((Statement(name, "mul", ("lr", float(wd))),) + self.statements
+                            + (Statement(name, "mul", ("w", name)), Statement("update", "add", ("update", name))))
+
     def replace(self, statements) -> "Program":
         """The same signature with another statement list (validated)."""
         return Program(tuple(statements), self.params, self.uses_step, self.name, self.memory)

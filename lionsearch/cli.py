@@ -183,9 +183,11 @@ def print_verdict(r: dict) -> None:
           + f", from candidate {r['candidate']} (found at evaluation {r['found_at_evaluation']} of {r['evaluations']}):")
     print(r["final"], end="")
     print(f"# family: {r['family_text']}")
-    print(f"# stage {r['stage']}: final {r['final_loss']:.4f} (lr x{r['final_lr_multiplier']:g})"
+    at = lambda who: f"lr x{r[who + '_lr_multiplier']:g}" + (f", weight decay {wd:g}"
+                                                             if (wd := r.get(who + "_weight_decay")) else "")
+    print(f"# stage {r['stage']}: final {r['final_loss']:.4f} ({at('final')})"
           f"{_spread(r['final_seed_losses'])} vs baseline {r['baseline_loss']:.4f} "
-          f"(lr x{r['baseline_lr_multiplier']:g}){_spread(r['baseline_seed_losses'])}")
+          f"({at('baseline')}){_spread(r['baseline_seed_losses'])}")
     if c:
         print(f"# on {len(c['seeds'])} other seeds of stage {r['stage']} ({', '.join(map(str, c['seeds']))}): final "
               f"minus baseline {c['difference']:+.4f} ± {c['se']:.4f} (mean ± standard error): "

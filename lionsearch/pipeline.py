@@ -3,11 +3,12 @@
 `lionsearch run CONFIG [--run-dir DIR] [--seed N]` ends with a verdict in `DIR/final.json`:
 - `discovered`: a candidate passed every stage of the funnel, and of the forms its simplification
   went through (its exact simplification, then each ablation's result), the simplest that beats
-  the baseline on the funnel's largest stage (each at its best lr multiplier, with every seed's
-  loss) is written to `DIR/final.opt` and named by `dsl.family`;
+  the baseline on the funnel's largest stage (each at its best lr multiplier and, with
+  `verdict.weight_decays`, decoupled weight decay, with every seed's loss) is written to
+  `DIR/final.opt` and named by `dsl.family`;
   With `verdict.seeds`, the win must also hold on those seeds of the last stage, which no stage
-  trained on: each form that beat the baseline and the baseline, each at the lr multiplier the
-  stage chose, are trained on them; the result is the simplest form whose mean difference to the
+  trained on: each form that beat the baseline and the baseline, each at the lr multiplier (and
+  weight decay) the stage chose, are trained on them; the result is the simplest form whose mean difference to the
   baseline there is below zero;
 - `no candidate generalized`: none passed, no form beat the baseline on the last stage, or the
   win did not hold on the verdict's seeds; no `final.opt` is written, the best candidate's numbers
@@ -58,10 +59,17 @@ class VerdictConfig:
     # seeds of the last stage on which a final program's win over the baseline must hold too (none
     # of the stage's own): on its 2 seeds a tie can look like a win
     seeds: tuple[int, ...] = ()
+    # decoupled weight decays (`Program.add_weight_decay`) the last stage's comparison sweeps with
+    # the lr multipliers, for each form and the baseline alike: there the best weight decay moves
+    # the loss more than the choice between families does
+    weight_decays: tuple[float, ...] = (0.0,)
 
     def __post_init__(self):
         if min(self.seeds, default=0) < 0 or len(set(self.seeds)) < len(self.seeds):
             raise ValueError(f"seeds: distinct seeds, none negative, are needed; got {list(self.seeds)}")
+        if not self.weight_decays or min(self.weight_decays) < 0 or not all(map(math.isfinite, self.weight_decays)):
+            raise ValueError(f"weight_decays: one or more numbers >= 0 are needed (0: none); "
+                             f"got {list(self.weight_decays)}")
 
 
 @dataclass(frozen=True)
@@ -173,7 +181,7 @@ def _pipeline(cfg: PipelineConfig, run_dir: Path, resume: bool, progress: bool, 
             forms.append(st.program)
     grid = refined(funnel.lr_multipliers)
     base, *scored = tune_on_stage(last, [dsl.to_text(p) for p in [dsl.load(funnel.baseline), *forms]],
-                                  dataclasses.replace(funnel, lr_multipliers=grid))
+                                  dataclasses.replace(funnel, lr_multipliers=grid), cfg.verdict.weight_decays)
     beat = [i for i, r in enumerate(scored) if r["loss"] <= base["loss"]]
     checks = {}  # form index -> its confirmation on the verdict's seeds
     if beat and cfg.verdict.seeds:  # every form that beat the baseline, in one pool
@@ -203,9 +211,11 @@ def _pipeline(cfg: PipelineConfig, run_dir: Path, resume: bool, progress: bool, 
                "final_loss": ours["loss"], "baseline_loss": base["loss"],
                "final_seed_losses": ours["seed_losses"], "baseline_seed_losses": base["seed_losses"],
                "final_lr_multiplier": ours["lr_multiplier"], "baseline_lr_multiplier": base["lr_multiplier"],
-               "lr_multipliers": list(grid),
+               "final_weight_decay": ours["weight_decay"], "baseline_weight_decay": base["weight_decay"],
+               "lr_multipliers": list(grid), "weight_decays": list(cfg.verdict.weight_decays),
                "forms": [{"program": dsl.to_text(p), "family": str(dsl.family(p)), "loss": r["loss"],
-                          "lr_multiplier": r["lr_multiplier"], "confirmation": checks.get(i)}
+                          "lr_multiplier": r["lr_multiplier"], "weight_decay": r["weight_decay"],
+                          "confirmation": checks.get(i)}
                          for i, (p, r) in enumerate(zip(forms, scored))]}
     if result["verdict"] == DISCOVERED:
         (run_dir / "final.opt").write_text(dsl.to_text(simplified))
@@ -215,12 +225,13 @@ def _pipeline(cfg: PipelineConfig, run_dir: Path, resume: bool, progress: bool, 
 
 def confirmations(stage: Stage, finals: list[tuple[dsl.Program, dict]], base: dict, funnel: FunnelConfig,
                   seeds) -> list[dict]:
-    """Each final program and the baseline, each at the lr multiplier the stage chose (`finals`:
-    (program, its stage result); `base`: the baseline's), trained on other seeds of the stage: each
-    seed's loss, the mean of the differences (final minus baseline) with its standard error, and
-    whether the win held (the mean below zero; a failed seed fails it)."""
-    res = score_on_stage(stage, [("baseline", dsl.to_text(dsl.load(funnel.baseline)), base["lr_multiplier"])]
-                         + [(i, dsl.to_text(p), r["lr_multiplier"]) for i, (p, r) in enumerate(finals)], funnel, seeds)
+    """Each final program and the baseline, each at the lr multiplier and weight decay the stage
+    chose (`finals`: (program, its stage result); `base`: the baseline's), trained on other seeds
+    of the stage: each seed's loss, the mean of the differences (final minus baseline) with its
+    standard error, and whether the win held (the mean below zero; a failed seed fails it)."""
+    at = lambda r: (r["lr_multiplier"], r.get("weight_decay", 0.0))
+    res = score_on_stage(stage, [("baseline", dsl.to_text(dsl.load(funnel.baseline)), *at(base))]
+                         + [(i, dsl.to_text(p), *at(r)) for i, (p, r) in enumerate(finals)], funnel, seeds)
     b, out = res["baseline"], []
     for i in range(len(finals)):
         f = res[i]

@@ -138,7 +138,7 @@ def table(out: Path, method: str, seeds: list[int]) -> tuple[str, list[dict]]:
              "last stage: final vs AdamW [seeds] | verdict | wall minutes | code |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        fam = r.get("family_text") or "-"
+        fam = (r.get("family_text") or "-") + (f" + weight decay {wd:g}" if (wd := r.get("final_weight_decay")) else "")
         found = f"{r['found_at_evaluation']} of {r['evaluations']}" if r.get("found_at_evaluation") else "-"
         lines.append(f"| {r['seed']} | {fam} | {found} | {_minutes(r)} | {_losses(r)} | {r['verdict']} | "
                      f"{r['wall_seconds'] / 60:.1f} | {r['code']} |")

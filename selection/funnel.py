@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dsl
+from proxy_tasks.engine import BUCKETS, prepare
 from search.config import RayConfig, TaskConfig, load_config
 from search.record import HallOfFame, best_distinct
 from search.rundir import read_history
@@ -89,26 +90,43 @@ def candidates_of(run_dir: str | Path, top_k: int, pareto: bool = False) -> list
     return picks
 
 
+def setting(text: str, lr_multiplier: float, weight_decay: float = 0.0) -> dsl.Program:
+    """A program (text) at one point of a sweep: its lr scaled, a decoupled weight decay added."""
+    return dsl.strip_dead_code(dsl.parse(text).add_weight_decay(weight_decay).scale_lr(lr_multiplier))
+
+
+def fits(text: str, lr_multiplier: float, weight_decay: float) -> bool:
+    """Whether the engine can train the program at this setting (the statements a weight decay adds
+    can take a program at the length cap past the largest length bucket)."""
+    return len(prepare(setting(text, lr_multiplier, weight_decay))) <= max(BUCKETS)
+
+
 def score_on_stage(stage: Stage, items, cfg: FunnelConfig, seeds=None) -> dict:
-    """{key: Evaluation} for each (key, program text, lr multiplier) trained on the stage's task, on
-    `seeds` (default: the stage's)."""
+    """{key: Evaluation} for each (key, program text, lr multiplier, weight decay) trained on the
+    stage's task, on `seeds` (default: the stage's)."""
     pool = WorkerPool(stage.task.name, dict(stage.task.size), tuple(seeds or stage.task.seeds), cfg.ray.workers,
                       cfg.timeout_s, warm=False)  # few programs: compile only the buckets used
     try:
-        return dict(pool.map((key, dsl.strip_dead_code(dsl.parse(t).scale_lr(k))) for key, t, k in items))
+        return dict(pool.map((key, setting(t, k, wd)) for key, t, k, wd in items))
     finally:
         pool.shutdown()
 
 
-def tune_on_stage(stage: Stage, programs: list[str], cfg: FunnelConfig) -> list[dict]:
-    """Each program's (text's) best over the lr multipliers on a stage: loss, accuracy, multiplier."""
-    res = score_on_stage(stage, [((g, k), t, k) for g, t in enumerate(programs) for k in cfg.lr_multipliers], cfg)
+def tune_on_stage(stage: Stage, programs: list[str], cfg: FunnelConfig, weight_decays=(0.0,)) -> list[dict]:
+    """Each program's (text's) best on a stage over the lr multipliers and, jointly, the decoupled
+    weight decays (a weight decay a program at the length cap has no room for is not tried): loss,
+    accuracy, multiplier, weight decay."""
+    grid = {g: [(k, wd) for wd in weight_decays for k in cfg.lr_multipliers if wd == 0 or fits(t, k, wd)]
+            for g, t in enumerate(programs)}
+    res = score_on_stage(stage, [((g, k, wd), programs[g], k, wd) for g in grid for k, wd in grid[g]], cfg)
     best = []
     for g in range(len(programs)):
-        # on a tie (a program blind to the lr scores alike at every multiplier) the one nearest 1
-        k, r = min(((k, res[(g, k)]) for k in cfg.lr_multipliers), key=lambda kr: (kr[1].loss, abs(math.log(kr[0]))))
-        best.append({"loss": r.loss, "accuracy": r.accuracy, "lr_multiplier": k, "status": r.status,
-                     "seed_losses": r.seed_losses})
+        # on a tie (a program blind to the lr scores alike at every multiplier) the one nearest 1,
+        # then the smallest weight decay
+        (k, wd), r = min(((kw, res[(g, *kw)]) for kw in grid[g]),
+                         key=lambda it: (it[1].loss, abs(math.log(it[0][0])), it[0][1]))
+        best.append({"loss": r.loss, "accuracy": r.accuracy, "lr_multiplier": k, "weight_decay": wd,
+                     "status": r.status, "seed_losses": r.seed_losses})
     return best
 
 

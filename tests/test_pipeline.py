@@ -88,7 +88,7 @@ def test_the_verdict_must_hold_on_other_seeds(short_run, capsys):
     the last stage (at the multipliers the stage chose): a discovery is a win that held there."""
     cfg_file, run, _ = short_run
     strict = cfg_file.with_name("verdict.yaml")
-    strict.write_text(CONFIG + "verdict: {seeds: [2, 3, 4]}\n")
+    strict.write_text(CONFIG + "verdict: {seeds: [2, 3, 4], weight_decays: [0.0, 0.01]}\n")
     code = main(["run", str(strict), "--run-dir", str(run), "--resume", "--no-progress"])
     out = capsys.readouterr().out
     result = json.loads((run / "final.json").read_text())
@@ -104,6 +104,13 @@ def test_the_verdict_must_hold_on_other_seeds(short_run, capsys):
     held = [i for i in beat if forms[i]["confirmation"]["held"]]
     assert dsl.parse(result["final"]) == dsl.parse(forms[max(held or beat)]["program"])
     assert "on 3 other seeds of stage B (2, 3, 4): final minus baseline" in out
+    # each form and the baseline at its own weight decay of the sweep, in the confirmation too
+    assert result["weight_decays"] == [0.0, 0.01] and result["baseline_weight_decay"] in (0.0, 0.01)
+    assert all(f["weight_decay"] in (0.0, 0.01) for f in forms)
+    assert result["final_weight_decay"] == forms[max(held or beat)]["weight_decay"]
+    strict.write_text(CONFIG + "verdict: {weight_decays: [-0.1]}\n")
+    with pytest.raises(SystemExit, match=r"verdict.weight_decays: one or more numbers >= 0 are needed"):
+        main(["run", str(strict), "--run-dir", str(run), "--resume", "--no-progress"])
     with pytest.raises(SystemExit, match=r"verdict.seeds: seeds the last stage does not train on are needed; \[1\]"):
         strict.write_text(CONFIG + "verdict: {seeds: [1, 5]}\n")
         main(["run", str(strict), "--run-dir", str(run), "--resume", "--no-progress"])

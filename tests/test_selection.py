@@ -56,6 +56,40 @@ def test_scale_lr_multiplies_the_update():
     assert blind.scale_lr(0.5) is blind
 
 
+def test_add_weight_decay_adds_a_decoupled_decay_that_follows_the_lr():
+    import numpy as np
+    from dsl.execute import run
+    rng = np.random.default_rng(0)
+    w, g, m, v = (rng.normal(size=5) for _ in range(4))
+    # `decay` is taken already: the added statements pick another name
+    p = dsl.parse("def train(w, g, m, v, lr):\n    m = interp(g, m, 0.5)\n    decay = sign(m)\n"
+                  "    lr = lr * 0.002\n    update = decay * lr\n    return update, m, v\n")
+    for k in (1.0, 0.3):
+        base, wd = run(p.scale_lr(k), np, w, g, m, v, 2.0), run(p.add_weight_decay(0.01).scale_lr(k), np, w, g, m, v, 2.0)
+        np.testing.assert_allclose(wd[0], base[0] + 0.01 * 2.0 * k * w)  # the lr input, times the multiplier
+        np.testing.assert_allclose(wd[1], base[1])  # the memory is untouched
+    assert p.add_weight_decay(0.0) is p
+    assert str(dsl.family(p.add_weight_decay(0.002))) == "signum (b 0.5, wd 1, lr x0.002)"
+
+
+def test_tuning_sweeps_the_weight_decay_with_the_lr(local_ray):
+    """The best of the joint sweep is the best of the settings scored one by one; a program at the
+    length cap, which has no room for the decay's statements, is tried without it."""
+    from selection.funnel import fits, score_on_stage, tune_on_stage
+    stage = Stage("B", TaskConfig(name="logreg", size=SMALL, seeds=(0,)))
+    cfg = FunnelConfig(stages=(stage,), lr_multipliers=(0.3, 1.0))
+    adamw = dsl.to_text(dsl.load("adamw_warmstart"))
+    chain = "".join(f"    m = m + {1 + i / 100}\n" for i in range(29))  # 29 live statements, then the update
+    long = f"def train(w, g, m, v, lr):\n    m = interp(g, m, 0.9)\n{chain}    update = m * lr\n    return update, m, v\n"
+    assert fits(long, 1.0, 0.0) and not fits(long, 1.0, 0.5)
+    best, best_long = tune_on_stage(stage, [adamw, long], cfg, (0.0, 0.5))
+    direct = score_on_stage(stage, [((k, wd), adamw, k, wd) for k in (0.3, 1.0) for wd in (0.0, 0.5)], cfg)
+    assert len({r.loss for r in direct.values()}) == 4  # the weight decay changes the training
+    k, wd = min(direct, key=lambda kw: direct[kw].loss)
+    assert (best["lr_multiplier"], best["weight_decay"]) == (k, wd) and best["loss"] == direct[(k, wd)].loss
+    assert best_long["weight_decay"] == 0.0 and best_long["status"] == "ok"
+
+
 def test_funnel_config_errors_name_the_key(tmp_path):
     f = tmp_path / "f.yaml"
     f.write_text("stages: [{name: A, task: {name: logreg}, max_ratio: -1}]\n")
