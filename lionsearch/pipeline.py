@@ -8,8 +8,8 @@
   `DIR/final.opt` and named by `dsl.family`;
   With `verdict.seeds`, the win must also hold on those seeds of the last stage, which no stage
   trained on: each form that beat the baseline and the baseline, each at the lr multiplier (and
-  weight decay) the stage chose, are trained on them; the result is the simplest form whose mean difference to the
-  baseline there is below zero;
+  weight decay) the stage chose, are trained on them; the result is the simplest form whose
+  mean difference to the baseline there is below zero;
 - `no candidate generalized`: none passed, no form beat the baseline on the last stage, or the
   win did not hold on the verdict's seeds; no `final.opt` is written, the best candidate's numbers
   are reported, and the command exits with `EXIT_NOTHING_FOUND`.

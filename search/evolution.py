@@ -288,7 +288,8 @@ class Search:
             self.stale = 0
 
     def run(self, pool) -> dict:
-        """Evolve until the budget of evaluations is spent; `pool` is a `WorkerPool`."""
+        """Search until a budget is spent (evaluations, trainings, minutes) or the target loss is
+        reached; `pool` is a `WorkerPool`."""
         s = self.cfg.search
         self._start = time.monotonic()  # max_minutes counts from here
         bar = self.bar = _progress(self) if self.progress else None

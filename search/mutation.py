@@ -206,13 +206,31 @@ def mutate(parent: Program, rng: np.random.Generator, cfg: MutationConfig = Muta
 
 def random_walk(start: Program, rng: np.random.Generator, cfg: MutationConfig, space: SearchSpace,
                 depth: int) -> Child:
-    """`start` mutated `depth` times in a row, every step a valid child (random search's
-    candidate: as far from the warm start as a lineage of the search of that length)."""
-    p, rejected = start, 0
-    for _ in range(depth):
-        child = mutate(p, rng, cfg, space)
-        p, rejected = child.program, rejected + child.rejected
-    return Child(p, f"random walk of {depth} mutations", rejected)
+    """`start` mutated `depth` times in a row (random search's candidate: as far from the warm start
+    as a lineage of the search of that length), then held to the checks every child passes. Each
+    step is a well-formed change; abstract execution judges only the end, as a walk of hundreds of
+    checked steps costs seconds while its end is all that is trained. A walk that ends in a program
+    failing the checks is thrown away (counted as rejected) and another is drawn."""
+    def step(p: Program) -> Program | None:
+        for _ in range(cfg.max_tries):
+            try:
+                q, _ = mutate_once(p, rng, cfg, space)
+            except ProgramError:
+                continue
+            if q != p:
+                return q
+        return None
+
+    rejected = 0
+    for _ in range(cfg.max_tries):
+        p = start.inline_params()
+        for _ in range(depth):
+            if (p := step(p)) is None:
+                break
+        if p is not None and dsl.check(p):
+            return Child(p, f"random walk of {depth} mutations", rejected)
+        rejected += 1
+    raise RuntimeError(f"no random walk of {depth} mutations passed the checks in {cfg.max_tries} tries")
 
 
 def random_program(rng: np.random.Generator, n_statements: int, space: SearchSpace = SearchSpace(),

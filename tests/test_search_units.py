@@ -275,6 +275,11 @@ def test_random_walk_is_the_start_mutated_depth_times():
     for depth in (1, 5, 20):
         child = random_walk(warm, rng, MutationConfig(), SearchSpace(), depth)
         assert dsl.check(child.program) and child.mutation == f"random walk of {depth} mutations"
+        assert child.program != warm
+    # only the end is checked: long walks often end in a program the checks reject, which is
+    # thrown away and counted, and what is returned passes
+    long = [random_walk(warm, rng, MutationConfig(), SearchSpace(max_statements=30), 300) for _ in range(3)]
+    assert all(dsl.check(c.program) for c in long) and sum(c.rejected for c in long) > 0
     with pytest.raises(ValueError, match="method: expected 'evolution' or 'random'"):
         from search.config import SearchConfig
         SearchConfig(method="annealing")
