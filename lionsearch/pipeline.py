@@ -181,7 +181,7 @@ def _pipeline(cfg: PipelineConfig, run_dir: Path, resume: bool, progress: bool, 
             forms.append(st.program)
     grid = refined(funnel.lr_multipliers)
     base, *scored = tune_on_stage(last, [dsl.to_text(p) for p in [dsl.load(funnel.baseline), *forms]],
-                                  dataclasses.replace(funnel, lr_multipliers=grid), cfg.verdict.weight_decays)
+                                  funnel, cfg.verdict.weight_decays, refine=True)
     beat = [i for i, r in enumerate(scored) if r["loss"] <= base["loss"]]
     checks = {}  # form index -> its confirmation on the verdict's seeds
     if beat and cfg.verdict.seeds:  # every form that beat the baseline, in one pool
@@ -245,9 +245,10 @@ def confirmations(stage: Stage, finals: list[tuple[dsl.Program, dict]], base: di
 
 
 def refined(grid) -> tuple[float, ...]:
-    """`grid` with the geometric midpoint of each neighbouring pair. The final comparison decides
-    the verdict, and a sign-based update's best lr can fall between the funnel's coarse points
-    (x3 apart): both the program and the baseline get the finer grid."""
+    """`grid` with the geometric midpoint of each neighbouring pair: the multipliers the last
+    stage may choose (it tries each program's best's neighbouring midpoints, `tune_on_stage`'s
+    `refine`). The final comparison decides the verdict, and a sign-based update's best lr can
+    fall between the funnel's coarse points (x3 apart): the program and the baseline alike."""
     g = sorted(grid)
     return tuple(sorted(set(g) | {round(math.sqrt(a * b), 4) for a, b in zip(g, g[1:])}))
 

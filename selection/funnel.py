@@ -112,22 +112,40 @@ def score_on_stage(stage: Stage, items, cfg: FunnelConfig, seeds=None) -> dict:
         pool.shutdown()
 
 
-def tune_on_stage(stage: Stage, programs: list[str], cfg: FunnelConfig, weight_decays=(0.0,)) -> list[dict]:
+def tune_on_stage(stage: Stage, programs: list[str], cfg: FunnelConfig, weight_decays=(0.0,),
+                  refine: bool = False) -> list[dict]:
     """Each program's (text's) best on a stage over the lr multipliers and, jointly, the decoupled
     weight decays (a weight decay a program at the length cap has no room for is not tried): loss,
-    accuracy, multiplier, weight decay."""
+    accuracy, multiplier, weight decay. With `refine`, coarse to fine: then the geometric midpoints
+    between each program's best multiplier and its neighbours on the grid, at its best weight
+    decay (a sign-based update's best lr can fall between points x3 apart). With 4 multipliers and
+    4 weight decays that is 18 settings a program, where every midpoint at every weight decay
+    would be 28."""
     grid = {g: [(k, wd) for wd in weight_decays for k in cfg.lr_multipliers if wd == 0 or fits(t, k, wd)]
             for g, t in enumerate(programs)}
-    res = score_on_stage(stage, [((g, k, wd), programs[g], k, wd) for g in grid for k, wd in grid[g]], cfg)
-    best = []
-    for g in range(len(programs)):
-        # on a tie (a program blind to the lr scores alike at every multiplier) the one nearest 1,
-        # then the smallest weight decay
-        (k, wd), r = min(((kw, res[(g, *kw)]) for kw in grid[g]),
+    score = lambda todo: score_on_stage(stage, [((g, k, wd), programs[g], k, wd) for g in todo for k, wd in todo[g]],
+                                        cfg)
+    # on a tie (a program blind to the lr scores alike at every multiplier) the one nearest 1,
+    # then the smallest weight decay
+    best = lambda g: min(((kw, res[(g, *kw)]) for kw in grid[g]),
                          key=lambda it: (it[1].loss, abs(math.log(it[0][0])), it[0][1]))
-        best.append({"loss": r.loss, "accuracy": r.accuracy, "lr_multiplier": k, "weight_decay": wd,
-                     "status": r.status, "seed_losses": r.seed_losses})
-    return best
+    res = score(grid)
+    if refine:
+        ks = sorted(cfg.lr_multipliers)
+        finer = {}
+        for g in grid:
+            (k, wd), _ = best(g)
+            i = ks.index(k)
+            finer[g] = [(round(math.sqrt(k * x), 4), wd) for x in ks[max(i - 1, 0):i + 2] if x != k]
+        res |= score(finer)
+        for g in grid:
+            grid[g] += finer[g]
+    out = []
+    for g in range(len(programs)):
+        (k, wd), r = best(g)
+        out.append({"loss": r.loss, "accuracy": r.accuracy, "lr_multiplier": k, "weight_decay": wd,
+                    "status": r.status, "seed_losses": r.seed_losses})
+    return out
 
 
 def run_funnel(run_dir: str | Path, cfg: FunnelConfig, progress: bool = True) -> dict:

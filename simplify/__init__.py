@@ -9,8 +9,9 @@
    statement's arguments, a swap of two neighbouring statements (read the newer value of a
    slot), or a rounder constant, when the validation loss, at the best lr multiplier (the sweep
    goes on past a winning end of the grid), stays within `tolerance` (relative) of the input's
-   loss at its best lr; then the exact rewrites again. The reference stays fixed: the lowest of
-   a run of noisy losses drifts low, and a bar that followed it would reject, by luck, steps
+   loss at its best lr; then the exact rewrites again, and the pass goes on with the edits it
+   has not tried; passes repeat until one changes nothing. The reference stays fixed: the lowest
+   of a run of noisy losses drifts low, and a bar that followed it would reject, by luck, steps
    that cost nothing;
 4. with a check task and `tune_trainings`: each constant of the result tuned, as a researcher
    tunes a new optimizer's hyper-parameters (an ablation keeps a constant found for the program
@@ -230,13 +231,22 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
     if task is not None:
         # within tolerance of the input's loss, a fixed bar (see the module's docstring)
         bar = base * (1 + tolerance) if math.isfinite(base) else math.inf
-        changed, seen = True, {q}  # seen: no program is tried twice, so swaps cannot cycle
-        while changed:
-            changed = False
+        seen = {q}  # no program is tried twice, so swaps cannot cycle
+        # A pass tries each edit once: after an accepted step it goes on with the edits it has not
+        # tried (by description), rather than from the first again, so that a budget buys a whole
+        # pass; passes repeat while one takes a step (an edit rejected earlier is then retried).
+        tried: set[str] = set()
+        stepped = out_of_budget = False
+        while not out_of_budget:
+            accepted = False
             for what, r in _ablations(q):
+                if what in tried:
+                    continue
                 if max_trainings is not None and spent >= max_trainings:
                     take(f"stop the ablation: {spent} trainings spent (budget {max_trainings})", q, steps[-1].loss)
+                    out_of_budget = True
                     break
+                tried.add(what)
                 r = dsl.strip_dead_code(r)
                 if r in seen or not dsl.check(r):
                     continue
@@ -248,8 +258,14 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
                 value, r, k = tuned(r, hopeless=2 * bar)
                 if value <= bar:
                     take(what + ("" if k == 1.0 else f" (lr x{k:g})"), r, value)
-                    q, changed = exact_simplify(r, log=lambda w, x: take(w, x, value)), True
+                    q = exact_simplify(r, log=lambda w, x: take(w, x, value))
+                    accepted = stepped = True
                     break
+            if not accepted:  # the pass is over
+                if not stepped:
+                    break
+                tried.clear()
+                stepped = False
         if tune_trainings:
             q = _tune(q, steps[-1].loss, tune_trainings, tolerance)
     final = canonical(q)

@@ -88,6 +88,15 @@ def test_tuning_sweeps_the_weight_decay_with_the_lr(local_ray):
     k, wd = min(direct, key=lambda kw: direct[kw].loss)
     assert (best["lr_multiplier"], best["weight_decay"]) == (k, wd) and best["loss"] == direct[(k, wd)].loss
     assert best_long["weight_decay"] == 0.0 and best_long["status"] == "ok"
+    # coarse to fine: then the midpoints beside the best multiplier, at the best weight decay
+    cfg3 = FunnelConfig(stages=(stage,), lr_multipliers=(1.0, 3.0, 10.0))
+    fine, = tune_on_stage(stage, [adamw], cfg3, (0.0, 0.5), refine=True)
+    coarse = score_on_stage(stage, [((k, wd), adamw, k, wd) for k in (1.0, 3.0, 10.0) for wd in (0.0, 0.5)], cfg3)
+    k, wd = min(coarse, key=lambda kw: coarse[kw].loss)
+    mids = {round((k * x) ** 0.5, 4) for x in (1.0, 3.0, 10.0) if x != k and max(k, x) / min(k, x) < 4}
+    finer = score_on_stage(stage, [((m, wd), adamw, m, wd) for m in mids], cfg3)
+    k, wd = min({**coarse, **finer}, key=lambda kw: {**coarse, **finer}[kw].loss)
+    assert (fine["lr_multiplier"], fine["weight_decay"]) == (k, wd) and k not in (1.0, 3.0, 10.0)  # a midpoint won
 
 
 def test_funnel_config_errors_name_the_key(tmp_path):

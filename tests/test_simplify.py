@@ -342,6 +342,36 @@ def test_max_trainings_bounds_the_ablation():
     assert len(some[0][-1].program) >= len(unbounded[-1].program)
 
 
+def test_a_pass_tries_each_edit_once_and_passes_repeat_until_nothing_changes():
+    """After an accepted step the pass goes on with the edits it has not tried, so an edit it
+    rejected is retried once per pass (on the input, then on the result in the closing pass),
+    not after every step."""
+    p = prog("""
+        c = interp(g, m, 0.9)
+        d = c + g
+        e = d * w
+        f = e - g
+        h = arctan(f)
+        update = sign(c)
+        update = update + h
+        update = update * lr
+        m = interp(g, m, 0.99)
+    """)
+    scored = []
+
+    def scorer(q):  # a rule, not a training: what keeps Lion's two momenta and a sign costs nothing
+        t = dsl.to_text(q)
+        scored.append(t)
+        return 1.0 if "m = interp(g, m, 0.99)" in t and "interp(g, m, 0.9)" in t and "sign(" in t else 5.0
+
+    steps = simplify_steps(p, task="logreg", scorer=scorer, tolerance=0.01)
+    assert dsl.family(steps[-1].program).name == "lion" and len(steps[-1].program) == 3
+    assert sum(s.what.startswith("rewrite") for s in steps) >= 2  # more than one step in the first pass
+    # the first edit tried (the slot write nearest the output as `m = sign(g)`) is rejected in
+    # both passes, and tried in no other
+    assert sum("m = sign(g)" in t for t in scored) == 2
+
+
 def test_a_screen_on_few_seeds_spares_full_checks_and_keeps_the_result():
     """With a screen, clearly worse ablations are scored on 2 seeds only; the steps taken are
     still checked on all the seeds, within the tolerance."""
