@@ -167,7 +167,9 @@ def print_verdict(r: dict) -> None:
         print(f"\n# verdict: {r['verdict']}: no candidate beat the baseline on every stage of the funnel; "
               "no final.opt is written")
         best = r.get("best_candidate")
-        if best is not None:
+        if best is None:
+            print("# the search found no program better than its warm start on its own task")
+        else:
             print(f"# the candidate that went furthest: {best['id']} (proxy loss {best['proxy_loss']:.4f})")
             for s in r["stages"]:
                 got = best["stages"].get(s["name"])

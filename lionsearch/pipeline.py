@@ -10,8 +10,8 @@
   trained on: each form that beat the baseline and the baseline, each at the lr multiplier (and
   weight decay) the stage chose, are trained on them; the result is the simplest form whose
   mean difference to the baseline there is below zero;
-- `no candidate generalized`: none passed, no form beat the baseline on the last stage, or the
-  win did not hold on the verdict's seeds; no `final.opt` is written, the best candidate's numbers
+- `no candidate generalized`: the search found nothing better than its warm start, none passed,
+  no form beat the baseline on the last stage, or the win did not hold on the verdict's seeds; no `final.opt` is written, the best candidate's numbers
   are reported, and the command exits with `EXIT_NOTHING_FOUND`.
 """
 from __future__ import annotations

@@ -66,11 +66,15 @@ def candidates_of(run_dir: str | Path, top_k: int, pareto: bool = False) -> list
     an earlier pick up to its constants, or that trained to exactly an earlier pick's loss (the
     same training, though the functional hash differs, e.g. through a constant that never binds),
     is skipped, so that a family of near-copies (which a converged population is full of) takes
-    one place in the funnel, not all of them. With `pareto`, the programs of the hall of fame that
-    beat the warm start (the run's first record) follow, where they are not picks already."""
+    one place in the funnel, not all of them. Only programs that beat the warm start (the best
+    of the run's warm starts) on the search's task are candidates: the search's start
+    is not its finding, and ablating it would credit the simplification's edits to the search.
+    With `pareto`, the programs of the hall of fame that beat it follow, where they are not picks
+    already."""
     records = read_history(run_dir)
     if not records:
         raise FileNotFoundError(f"{run_dir}: no history.jsonl with evaluations (not a run directory?)")
+    start = min((r.loss for r in records if r.source == "warm_start"), default=math.inf)
     picks, programs = [], []
 
     def take(r, limit=None) -> None:
@@ -80,12 +84,14 @@ def candidates_of(run_dir: str | Path, top_k: int, pareto: bool = False) -> list
             programs.append(r.program)
 
     for r in best_distinct(records, len(records)):
+        if not r.loss < start:  # best first: the rest are no better than the warm start
+            break
         take(r, top_k)
         if len(picks) == top_k:
             break
     if pareto:
         for _, r in HallOfFame(records).front():
-            if r.loss < records[0].loss:
+            if r.loss < start:
                 take(r)
     return picks
 

@@ -149,6 +149,18 @@ def test_run_where_nothing_passes_says_so(local_ray, tmp_path, capsys):
     assert "== simplify" not in out
 
 
+def test_a_search_that_found_nothing_better_than_its_start_says_so(tmp_path, capsys):
+    """No record beat the warm start: no candidate enters the funnel, and the printout says why."""
+    from lionsearch.cli import print_verdict
+    from lionsearch.pipeline import NOTHING, choose, furthest
+    report = {"candidates": [], "stages": [{"name": "A"}]}
+    assert choose(report) is None and furthest(report["candidates"], ["A"]) is None
+    print_verdict({"verdict": NOTHING, "best_candidate": None, "stages": report["stages"]})
+    out = capsys.readouterr().out
+    assert "# verdict: no candidate generalized" in out
+    assert "the search found no program better than its warm start" in out
+
+
 def test_shipped_quickstart_config_loads():
     from pathlib import Path
     cfg = load_pipeline(Path(__file__).parent.parent / "configs" / "quickstart.yaml")

@@ -27,7 +27,10 @@ def test_funnel_stages_and_thresholds(run_dir):
         top_k=4, lr_multipliers=(0.3, 1.0))
     report = run_funnel(run_dir, cfg, progress=False)
     rows = report["candidates"]
-    assert len(rows) == 4 and len({r["fingerprint"] for r in rows}) == 4
+    from search.rundir import read_history
+    start = next(r.loss for r in read_history(run_dir) if r.source == "warm_start")
+    assert all(r["proxy_loss"] < start for r in rows)  # only what beat the warm start
+    assert 2 <= len(rows) <= 4 and len({r["fingerprint"] for r in rows}) == len(rows)
     progs = [dsl.parse(r["program"]) for r in rows]  # distinct algorithms, not near-copies
     assert not any(dsl.equivalent_up_to_constants(p, q) for i, p in enumerate(progs) for q in progs[:i])
     assert [r["proxy_loss"] for r in rows] == sorted(r["proxy_loss"] for r in rows)
@@ -134,3 +137,10 @@ def test_candidates_skip_a_program_that_trained_exactly_like_an_earlier_pick(tmp
     assert len({r["fingerprint"] for r in records}) == 3
     (tmp_path / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     assert [c["id"] for c in candidates_of(tmp_path, 3)] == [0, 2]
+    # only what beats the warm start on the search's task is a candidate: not the start itself
+    start = rec(0, "    update = g * lr\n", 0.6) | {"source": "warm_start"}
+    records = [start, rec(1, "    m = interp(g, m, 0.9)\n    update = m * lr\n", 0.5),
+               rec(2, "    s = sign(g)\n    update = s * lr\n", 0.8)]
+    (tmp_path / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert [c["id"] for c in candidates_of(tmp_path, 3)] == [1]
+    assert [c["id"] for c in candidates_of(tmp_path, 3, pareto=True)] == [1]
