@@ -5,14 +5,15 @@
   went through (its exact simplification, then each ablation's result), the simplest that beats
   the baseline on the funnel's largest stage (each at its best lr multiplier and, with
   `verdict.weight_decays`, decoupled weight decay, with every seed's loss) is written to
-  `DIR/final.opt` and named by `dsl.family`;
-  With `verdict.seeds`, the win must also hold on those seeds of the last stage, which no stage
-  trained on: each form that beat the baseline and the baseline, each at the lr multiplier (and
-  weight decay) the stage chose, are trained on them; the result is the simplest form whose
-  mean difference to the baseline there is below zero;
+  `DIR/final.opt` and named by `dsl.family`. The forms are trained there from the simplest back,
+  until one beats the baseline. With `verdict.seeds`, the win must also hold on those seeds of
+  the last stage, which no stage trained on: the form and the baseline, each at the lr
+  multiplier (and weight decay) the stage chose, are trained on them, and a form whose mean
+  difference to the baseline there is not below zero passes the turn to the next longer form;
 - `no candidate generalized`: the search found nothing better than its warm start, none passed,
-  no form beat the baseline on the last stage, or the win did not hold on the verdict's seeds; no `final.opt` is written, the best candidate's numbers
-  are reported, and the command exits with `EXIT_NOTHING_FOUND`.
+  no form beat the baseline on the last stage, or no win held on the verdict's seeds; no
+  `final.opt` is written, the best candidate's numbers are reported, and the command exits with
+  `EXIT_NOTHING_FOUND`.
 """
 from __future__ import annotations
 
@@ -170,9 +171,10 @@ def _pipeline(cfg: PipelineConfig, run_dir: Path, resume: bool, progress: bool, 
     _write_steps(run_dir / "simplify.md", pick["id"], steps)
     result["simplify_seconds"] = round(time.monotonic() - start, 1)
     start, last = time.monotonic(), funnel.stages[-1]
-    # The ablation proposes on the cheap proxy; the last stage disposes: every function it reached
-    # (the survivor's own, as its exact simplification, then each ablation's result) against the
-    # baseline, and the simplest that beats it is the result.
+    # The ablation proposes on the cheap proxy; the last stage disposes: the functions it reached
+    # (the survivor's own, as its exact simplification, then each ablation's result) are trained
+    # there from the simplest back, and the first that beats the baseline (and whose win holds on
+    # the verdict's seeds) is the result; the longer forms before it need no training.
     forms = [exact_simplify(raw.inline_params())]
     for st in steps[1:]:
         if dsl.equivalent(st.program, forms[-1]):
@@ -180,19 +182,25 @@ def _pipeline(cfg: PipelineConfig, run_dir: Path, resume: bool, progress: bool, 
         else:
             forms.append(st.program)
     grid = refined(funnel.lr_multipliers)
-    base, *scored = tune_on_stage(last, [dsl.to_text(p) for p in [dsl.load(funnel.baseline), *forms]],
-                                  funnel, cfg.verdict.weight_decays, refine=True)
-    beat = [i for i, r in enumerate(scored) if r["loss"] <= base["loss"]]
-    checks = {}  # form index -> its confirmation on the verdict's seeds
-    if beat and cfg.verdict.seeds:  # every form that beat the baseline, in one pool
-        checks = dict(zip(beat, confirmations(last, [(forms[i], scored[i]) for i in beat], base, funnel,
-                                              cfg.verdict.seeds)))
+    scored, checks, base = {}, {}, None  # form index -> its stage result, its confirmation
+    for i in reversed(range(len(forms))):
+        texts = [dsl.to_text(forms[i])] if base else [dsl.to_text(dsl.load(funnel.baseline)),
+                                                      dsl.to_text(forms[i])]
+        *first, scored[i] = tune_on_stage(last, texts, funnel, cfg.verdict.weight_decays, refine=True)
+        base = base or first[0]
+        if scored[i]["loss"] <= base["loss"]:
+            if not cfg.verdict.seeds:
+                break
+            checks[i], = confirmations(last, [(forms[i], scored[i])], base, funnel, cfg.verdict.seeds)
+            if checks[i]["held"]:
+                break
+    beat = [i for i, r in scored.items() if r["loss"] <= base["loss"]]
     held = [i for i in beat if i not in checks or checks[i]["held"]]
     k = max(held or beat, default=len(forms) - 1)  # the simplest whose win held (or, failing that, beat)
     simplified, ours = forms[k], scored[k]
     won = bool(held)
     note = None if k == len(forms) - 1 else (
-        f"the simplest form lost to the baseline on stage {last.name} ({loss_text(scored[-1]['loss'])} vs "
+        f"the simplest form lost to the baseline on stage {last.name} ({loss_text(scored[len(forms) - 1]['loss'])} vs "
         f"{loss_text(base['loss'])}); the final program is form {k + 1} of {len(forms)}, the simplest that beat it")
     if checks:
         result["confirmation"] = c = checks[k]
@@ -213,10 +221,12 @@ def _pipeline(cfg: PipelineConfig, run_dir: Path, resume: bool, progress: bool, 
                "final_lr_multiplier": ours["lr_multiplier"], "baseline_lr_multiplier": base["lr_multiplier"],
                "final_weight_decay": ours["weight_decay"], "baseline_weight_decay": base["weight_decay"],
                "lr_multipliers": list(grid), "weight_decays": list(cfg.verdict.weight_decays),
-               "forms": [{"program": dsl.to_text(p), "family": str(dsl.family(p)), "loss": r["loss"],
-                          "lr_multiplier": r["lr_multiplier"], "weight_decay": r["weight_decay"],
+               # a form left untrained (a simpler one won) has no loss
+               "forms": [{"program": dsl.to_text(p), "family": str(dsl.family(p)),
+                          **{key: scored[i][key] if i in scored else None
+                             for key in ("loss", "lr_multiplier", "weight_decay")},
                           "confirmation": checks.get(i)}
-                         for i, (p, r) in enumerate(zip(forms, scored))]}
+                         for i, p in enumerate(forms)]}
     if result["verdict"] == DISCOVERED:
         (run_dir / "final.opt").write_text(dsl.to_text(simplified))
     _write(run_dir, result)

@@ -64,11 +64,13 @@ def test_run_does_every_stage_and_writes_final_opt(short_run, capsys):
         assert dsl.parse(steps.split("```")[1]) == final
     # a discovery never lost to the baseline on the last stage; every seed's loss is reported
     assert result["final_loss"] <= result["baseline_loss"]
-    # every function the simplification reached was scored on the last stage; the result is the
-    # simplest (the latest) that beat the baseline
+    # the functions the simplification reached are trained on the last stage from the simplest
+    # back: the result is the first that beat the baseline, and the longer ones were not trained
     forms = result["forms"]
-    beat = [i for i, f in enumerate(forms) if f["loss"] <= result["baseline_loss"]]
-    assert beat and dsl.parse(result["final"]) == dsl.parse(forms[beat[-1]]["program"])
+    k = [dsl.parse(f["program"]) for f in forms].index(dsl.parse(result["final"]))
+    assert forms[k]["loss"] == result["final_loss"] <= result["baseline_loss"]
+    assert all(f["loss"] is None and f["lr_multiplier"] is None for f in forms[:k])
+    assert all(f["loss"] > result["baseline_loss"] for f in forms[k + 1:])
     # the deciding comparison on a finer lr grid than the funnel's (geometric midpoints added)
     assert result["lr_multipliers"] == [0.3, 0.5477, 1.0]
     assert {result["final_lr_multiplier"], result["baseline_lr_multiplier"]} <= set(result["lr_multipliers"])
@@ -97,16 +99,20 @@ def test_the_verdict_must_hold_on_other_seeds(short_run, capsys):
     diffs = [a - b for a, b in zip(c["final_seed_losses"], c["baseline_seed_losses"])]
     assert c["difference"] == pytest.approx(sum(diffs) / 3) and c["held"] == (c["difference"] < 0)
     assert (result["verdict"] == "discovered") == c["held"] == (run / "final.opt").exists() == (code == 0)
-    # every form that beat the baseline on the stage was checked; the result is the simplest that held
+    # from the simplest form back, each that beat the baseline on the stage was checked, until a
+    # win held: the result is the simplest that held (or, where none did, every form was tried)
     forms = result["forms"]
-    beat = [i for i, f in enumerate(forms) if f["loss"] <= result["baseline_loss"]]
-    assert beat and all((f["confirmation"] is not None) == (i in beat) for i, f in enumerate(forms))
+    tried = [i for i, f in enumerate(forms) if f["loss"] is not None]
+    assert tried == list(range(tried[0], len(forms)))
+    beat = [i for i in tried if forms[i]["loss"] <= result["baseline_loss"]]
+    assert beat and all((forms[i]["confirmation"] is not None) == (i in beat) for i in tried)
     held = [i for i in beat if forms[i]["confirmation"]["held"]]
+    assert held == [tried[0]] if held else tried[0] == 0
     assert dsl.parse(result["final"]) == dsl.parse(forms[max(held or beat)]["program"])
     assert "on 3 other seeds of stage B (2, 3, 4): final minus baseline" in out
     # each form and the baseline at its own weight decay of the sweep, in the confirmation too
     assert result["weight_decays"] == [0.0, 0.01] and result["baseline_weight_decay"] in (0.0, 0.01)
-    assert all(f["weight_decay"] in (0.0, 0.01) for f in forms)
+    assert all(forms[i]["weight_decay"] in (0.0, 0.01) for i in tried)
     assert result["final_weight_decay"] == forms[max(held or beat)]["weight_decay"]
     strict.write_text(CONFIG + "verdict: {weight_decays: [-0.1]}\n")
     with pytest.raises(SystemExit, match=r"verdict.weight_decays: one or more numbers >= 0 are needed"):
