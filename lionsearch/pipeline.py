@@ -183,6 +183,7 @@ def _pipeline(cfg: PipelineConfig, run_dir: Path, resume: bool, progress: bool, 
             forms.append(st.program)
     grid = refined(funnel.lr_multipliers)
     scored, checks, base = {}, {}, None  # form index -> its stage result, its confirmation
+    trained = {}  # the baseline on the verdict's seeds, trained once for every form confirmed
     for i in reversed(range(len(forms))):
         texts = [dsl.to_text(forms[i])] if base else [dsl.to_text(dsl.load(funnel.baseline)),
                                                       dsl.to_text(forms[i])]
@@ -191,7 +192,7 @@ def _pipeline(cfg: PipelineConfig, run_dir: Path, resume: bool, progress: bool, 
         if scored[i]["loss"] <= base["loss"]:
             if not cfg.verdict.seeds:
                 break
-            checks[i], = confirmations(last, [(forms[i], scored[i])], base, funnel, cfg.verdict.seeds)
+            checks[i], = confirmations(last, [(forms[i], scored[i])], base, funnel, cfg.verdict.seeds, trained)
             if checks[i]["held"]:
                 break
     beat = [i for i, r in scored.items() if r["loss"] <= base["loss"]]
@@ -234,15 +235,21 @@ def _pipeline(cfg: PipelineConfig, run_dir: Path, resume: bool, progress: bool, 
 
 
 def confirmations(stage: Stage, finals: list[tuple[dsl.Program, dict]], base: dict, funnel: FunnelConfig,
-                  seeds) -> list[dict]:
+                  seeds, trained: dict | None = None) -> list[dict]:
     """Each final program and the baseline, each at the lr multiplier and weight decay the stage
     chose (`finals`: (program, its stage result); `base`: the baseline's), trained on other seeds
     of the stage: each seed's loss, the mean of the differences (final minus baseline) with its
-    standard error, and whether the win held (the mean below zero; a failed seed fails it)."""
+    standard error, and whether the win held (the mean below zero; a failed seed fails it).
+    `trained` keeps the baseline's training across calls (it is the same at the same setting)."""
     at = lambda r: (r["lr_multiplier"], r.get("weight_decay", 0.0))
-    res = score_on_stage(stage, [("baseline", dsl.to_text(dsl.load(funnel.baseline)), *at(base))]
-                         + [(i, dsl.to_text(p), *at(r)) for i, (p, r) in enumerate(finals)], funnel, seeds)
-    b, out = res["baseline"], []
+    trained = {} if trained is None else trained
+    key = ("baseline", *at(base), tuple(seeds))
+    items = [(i, dsl.to_text(p), *at(r)) for i, (p, r) in enumerate(finals)]
+    if key not in trained:
+        items.insert(0, (key, dsl.to_text(dsl.load(funnel.baseline)), *at(base)))
+    res = score_on_stage(stage, items, funnel, seeds)
+    trained.setdefault(key, res.get(key))
+    b, out = trained[key], []
     for i in range(len(finals)):
         f = res[i]
         ok = f.ok and b.ok

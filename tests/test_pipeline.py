@@ -140,6 +140,26 @@ def test_a_confirmation_tells_a_win_from_a_loss(local_ray):
     assert loss["difference"] > 0 and not loss["held"]
 
 
+def test_confirmations_train_the_baseline_once(local_ray, monkeypatch):
+    """The walk confirms one form at a time: the baseline, at the same setting on the same seeds,
+    is trained for the first and reused for the next (the same losses as its own training)."""
+    from lionsearch import pipeline
+    from search.config import TaskConfig
+    from selection.funnel import FunnelConfig, Stage
+    stage = Stage("B", TaskConfig(name="logreg", size={"steps": 30, "batch": 32, "n_train": 256, "n_val": 128},
+                                  seeds=(0,)))
+    funnel = FunnelConfig(stages=(stage,))
+    adamw = dsl.load("adamw_warmstart")
+    at = lambda k: {"lr_multiplier": k}
+    trained = {}
+    first, = pipeline.confirmations(stage, [(adamw, at(10.0))], at(0.1), funnel, (1, 2), trained)
+    sent, real = [], pipeline.score_on_stage
+    monkeypatch.setattr(pipeline, "score_on_stage", lambda st, items, *a: sent.extend(items) or real(st, items, *a))
+    second, = pipeline.confirmations(stage, [(adamw, at(0.1))], at(0.1), funnel, (1, 2), trained)
+    assert [key for key, *_ in sent] == [0]  # the form alone
+    assert second["baseline_seed_losses"] == first["baseline_seed_losses"] and second["difference"] == 0
+
+
 def test_run_where_nothing_passes_says_so(local_ray, tmp_path, capsys):
     """A funnel no candidate can pass (max_ratio: 0.01): the verdict, no final.opt, exit status 3."""
     cfg_file = tmp_path / "strict.yaml"
