@@ -5,7 +5,8 @@
    into one, no-op arithmetic, `sign(sign(x))`, `m / sqrt(m*m)` as `sign(m)`, merged constants,
    folded `interp` chains), to a fixpoint;
 3. with a check task: ablation, keeping (tried in this order) a simple unary op of an argument
-   (`arctan2(u, x)` -> `sign(u)`; from the output back), a deletion, a replacement by one of a
+   (`arctan2(u, x)` -> `sign(u)`; from the output back; never of lr, whose schedule the update
+   must follow), a deletion, a replacement by one of a
    statement's arguments, a swap of two neighbouring statements (read the newer value of a
    slot), or a rounder constant, when the validation loss, at the best lr multiplier (the sweep
    goes on past a winning end of the grid), stays within `tolerance` (relative) of the input's
@@ -73,7 +74,9 @@ def _ablations(p: Program):
     back, as a simpler op near the update leaves what fed only it dead."""
     from dsl.text import statement_text
     for i in reversed(range(len(p))):
-        yield from unary_rewrites(p, i, [a for a in p.statements[i].args if isinstance(a, str)])
+        # never a unary op of lr: `lr * c` as `sqrt(lr)` or `sign(lr)` would bend or drop the
+        # schedule the update follows, which no lr multiplier puts back (its scale is the sweep's)
+        yield from unary_rewrites(p, i, [a for a in p.statements[i].args if isinstance(a, str) and a != "lr"])
     for i, s in enumerate(p.statements):
         q = replaced(p, p.statements[:i] + p.statements[i + 1:])
         if q is not None:

@@ -227,10 +227,12 @@ def test_ablation_tries_simpler_ops_from_the_output_back_before_deletions():
     rewrites = [w for w in whats[:first_delete] if w.startswith("rewrite")]
     assert rewrites and len(rewrites) == first_delete  # every simpler-op rewrite comes first
     # nearest the output first: statement by statement from the last one back
-    order = [s for s in ("update = update * lr", "lr = lr * 0.001", "update = arctan2(s, 0.5)", "s = m / 2.0",
+    order = [s for s in ("update = update * lr", "update = arctan2(s, 0.5)", "s = m / 2.0",
                          "m = interp(g, m, 0.9)") if any(w.startswith(f"rewrite `{s}`") for w in rewrites)]
     assert [s for s in dict.fromkeys(w.split("`")[1] for w in rewrites)] == order
     assert "rewrite `update = arctan2(s, 0.5)` as `update = sign(s)`" in rewrites
+    # never a unary op of lr (`lr * 0.001` as `sqrt(lr)` would bend the schedule)
+    assert not [w for w in rewrites if "(lr)" in w] and any("update = sign(update)" in w for w in rewrites)
 
 
 # Exactly Lion (from a real run): the momentum is computed in v, and m copies it at the end.
