@@ -104,8 +104,11 @@ class Verdict:
         return self.ok
 
 
-def check(p: Program, seed: int = 0) -> Verdict:
-    """Abstract execution: is `p` worth training? Rejects NaN/inf and updates blind to the gradient."""
+def check(p: Program, seed: int = 0, follow_lr: bool = True) -> Verdict:
+    """Abstract execution: is `p` worth training? Rejects NaN/inf, updates blind to the gradient,
+    and, with `follow_lr`, updates blind to the learning rate: the lr input carries the schedule
+    and is what each task's lr sweep scales, so a program that ignores it (`lr = c`) can follow
+    neither (`follow_lr=False` for a search of rules that set their own step size)."""
     try:
         ups = trajectory(p, seed)
     except (ArithmeticError, ValueError, TypeError) as e:  # defensive: ops are total by design
@@ -118,7 +121,15 @@ def check(p: Program, seed: int = 0) -> Verdict:
     other = trajectory(p, seed, grads=[[rng.normal(size=s) for s in SHAPES] for _ in range(STEPS)])
     if all(np.array_equal(a, b) for x, y in zip(ups, other) for a, b in zip(x, y)):
         return Verdict(False, "update does not depend on the gradient")
+    if follow_lr and not follows_lr(p, seed):
+        return Verdict(False, "update does not depend on the learning rate")
     return Verdict(True, "ok")
+
+
+def follows_lr(p: Program, seed: int = 0) -> bool:
+    """Whether `p`'s updates change when its lr input is doubled."""
+    return not all(np.array_equal(a, b) for x, y in zip(trajectory(p, seed), trajectory(p.scale_lr(2.0), seed))
+                   for a, b in zip(x, y))
 
 
 def _rounded(x: np.ndarray, bits: int = 20) -> np.ndarray:

@@ -238,8 +238,9 @@ class SearchSpaceConfig(SearchSpace):
                 warm = dsl.load(name)
             except dsl.ProgramError as e:
                 raise ValueError(f"warm_start: {e}") from None
-            if not dsl.check(warm):
-                raise ValueError(f"warm_start: {name} fails abstract execution: {dsl.check(warm).reason}")
+            verdict = dsl.check(warm, follow_lr=self.follow_lr)
+            if not verdict:
+                raise ValueError(f"warm_start: {name} fails abstract execution: {verdict.reason}")
             live = len(dsl.strip_dead_code(warm.inline_params()))
             if live > max(BUCKETS):  # every evaluation would fail
                 raise ValueError(f"warm_start: {name} has {live} live statements; the engine trains "

@@ -42,6 +42,10 @@ class SearchSpace:
     constant_scale: float = 1.0  # a new constant is drawn from N(0, constant_scale^2)
     op_change: str = "same_arity"  # what an op change may pick: same_arity or any_arity (see modify)
     memory: int = 2  # memory slots a program may have: m, v, and m3 .. m<memory> beyond 2
+    # children whose update ignores the lr input are rejected, as those blind to the gradient are:
+    # the lr carries the schedule and each stage's lr sweep (false: a search of rules that set
+    # their own step size)
+    follow_lr: bool = True
 
     def __post_init__(self):
         if self.max_statements < 1:
@@ -198,7 +202,7 @@ def mutate(parent: Program, rng: np.random.Generator, cfg: MutationConfig = Muta
             continue
         if child == parent:  # e.g. an argument replaced by itself: not a child at all
             continue
-        if dsl.check(child):
+        if dsl.check(child, follow_lr=space.follow_lr):
             return Child(child, what, rejected)
         rejected += 1
     raise RuntimeError(f"no valid child of this program after {cfg.max_tries} tries:\n{dsl.to_text(parent)}")
@@ -227,7 +231,7 @@ def random_walk(start: Program, rng: np.random.Generator, cfg: MutationConfig, s
         for _ in range(depth):
             if (p := step(p)) is None:
                 break
-        if p is not None and dsl.check(p):
+        if p is not None and dsl.check(p, follow_lr=space.follow_lr):
             return Child(p, f"random walk of {depth} mutations", rejected)
         rejected += 1
     raise RuntimeError(f"no random walk of {depth} mutations passed the checks in {cfg.max_tries} tries")

@@ -6,7 +6,7 @@
    folded `interp` chains), to a fixpoint;
 3. with a check task: ablation, keeping (tried in this order) a simple unary op of an argument
    (`arctan2(u, x)` -> `sign(u)`; from the output back; never of lr, whose schedule the update
-   must follow), a deletion, a replacement by one of a
+   must follow, and no edit that leaves a program blind to the lr input: `dsl.check`), a deletion, a replacement by one of a
    statement's arguments, a swap of two neighbouring statements (read the newer value of a
    slot), or a rounder constant, when the validation loss, at the best lr multiplier (the sweep
    goes on past a winning end of the grid), stays within `tolerance` (relative) of the input's
@@ -106,8 +106,9 @@ def _constants(p: Program) -> list[tuple[int, int]]:
             for j, a in enumerate(s.args) if isinstance(a, float)]
 
 
-def _retuned(p: Program, i: int, j: int) -> list[tuple[float, Program]]:
-    """Program `p` with constant j of statement i at each other value tuning tries."""
+def _retuned(p: Program, i: int, j: int, follow_lr: bool = True) -> list[tuple[float, Program]]:
+    """Program `p` with constant j of statement i at each other value tuning tries (each passing
+    `dsl.check`)."""
     s = p.statements[i]
     a = s.args[j]
     if s.op == "interp" and j == 2 and 0 <= a < 1:
@@ -116,7 +117,7 @@ def _retuned(p: Program, i: int, j: int) -> list[tuple[float, Program]]:
         values = list(dict.fromkeys(float(f"{a * f:.2g}") for f in FACTORS))
     out = [(x, with_statement(p, i, dsl.Statement(s.out, s.op, s.args[:j] + (x,) + s.args[j + 1:])))
            for x in values]
-    return [(x, q) for x, q in out if q is not None and dsl.check(q)]
+    return [(x, q) for x, q in out if q is not None and dsl.check(q, follow_lr=follow_lr)]
 
 
 def check_size(p: Program) -> None:
@@ -205,7 +206,7 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
             if spent - start >= budget:
                 take(f"stop tuning: {spent - start} trainings spent (budget {budget})", q, current)
                 break
-            options = _retuned(q, i, j)
+            options = _retuned(q, i, j, keep_lr)
             if not options:
                 continue
             rank = (lambda r: tuned(r, loss=screen_loss)[0]) if screen_seeds else (lambda r: tuned(r)[0])
@@ -219,6 +220,7 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
         return exact_simplify(q, log=lambda w, x: take(w, x, current))
 
     p = p.inline_params()
+    keep_lr = dsl.follows_lr(p)  # a program that follows the lr input keeps following it (`dsl.check`)
     if task is None:
         take("input", p)
         base = None
@@ -251,7 +253,7 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
                     break
                 tried.add(what)
                 r = dsl.strip_dead_code(r)
-                if r in seen or not dsl.check(r):
+                if r in seen or not dsl.check(r, follow_lr=keep_lr):
                     continue
                 seen.add(r)
                 if screen_seeds:

@@ -47,6 +47,10 @@ def test_check_accepts_builtins():
     (["a = g - g", "update = a * lr"], "does not depend on the gradient"),
     (["a = exp(g)", "a = exp(a)", "a = exp(a)", "update = exp(a)"], "NaN or inf"),
     (["a = g * 1e300", "update = a * 1e300"], "NaN or inf"),
+    # the lr input overwritten by a constant, ignored, or only its sign read: no schedule, no sweep
+    (["lr = 0.5 * 0.002", "update = g * lr"], "does not depend on the learning rate"),
+    (["update = sign(g)"], "does not depend on the learning rate"),
+    (["s = sign(lr)", "update = g * s"], "does not depend on the learning rate"),
 ])
 def test_check_rejects_with_a_reason(lines, reason):
     verdict = dsl.check(prog(*lines))
@@ -193,3 +197,9 @@ def test_a_slots_name_does_not_change_the_function():
               "mom = interp(g, mom, 0.99)")
     lion = dsl.load("lion", wd=0.0).inline_params()
     assert dsl.fingerprint(a) == dsl.fingerprint(b) == dsl.fingerprint(lion) and dsl.equivalent(a, lion)
+
+
+def test_check_lets_lr_free_rules_through_where_asked():
+    blind = prog("update = sign(g)")
+    assert not dsl.follows_lr(blind) and dsl.check(blind, follow_lr=False)
+    assert dsl.follows_lr(dsl.load("adamw")) and dsl.follows_lr(prog("t = lr * 1e-9", "s = t + 0.01", "update = g * s"))

@@ -136,7 +136,7 @@ def test_the_search_space_sets_what_new_arguments_read_and_how_constants_are_dra
     # without `w` and `lr` among the inputs, no new argument reads them (mutations never write an
     # input, so any read of w or lr would be a read of the input)
     start = dsl.parse("def train(w, g, m, v, lr):\n    update = sign(g)\n    return update, m, v\n")
-    space = SearchSpace(inputs=("g", "m", "v"), constant_prob=0.0)
+    space = SearchSpace(inputs=("g", "m", "v"), constant_prob=0.0, follow_lr=False)  # no lr to follow
     p, reads = start, set()
     for _ in range(300):
         p = mutate(p, rng, MutationConfig(), space).program
@@ -364,3 +364,14 @@ def test_a_run_saved_in_the_older_layout_resumes_in_todays(tmp_path):
     assert cfg.search_space == SearchSpaceConfig(warm_start="lion", max_statements=30, constant_prob=0.5,
                                                  ops=("sign", "add"))
     assert path == run and notes  # the run's own config wins over the one given
+
+
+def test_children_follow_the_lr_input_unless_the_space_says_otherwise():
+    """Deleting `update = update * lr` or overwriting lr with a constant makes an update blind to
+    the lr input: such children are re-drawn, unless `follow_lr` is off."""
+    warm = dsl.load("adamw_warmstart")
+    strict = [mutate(warm, np.random.default_rng(k), MutationConfig(), SearchSpace()).program for k in range(300)]
+    loose = [mutate(warm, np.random.default_rng(k), MutationConfig(), SearchSpace(follow_lr=False)).program
+             for k in range(300)]
+    assert all(dsl.follows_lr(c) for c in strict)
+    assert any(not dsl.follows_lr(c) for c in loose)
