@@ -208,20 +208,33 @@ def mutate(parent: Program, rng: np.random.Generator, cfg: MutationConfig = Muta
     raise RuntimeError(f"no valid child of this program after {cfg.max_tries} tries:\n{dsl.to_text(parent)}")
 
 
+def _reads_lr(p: Program) -> bool:
+    """Whether a live statement reads the lr input (before any statement overwrites it)."""
+    for s in dsl.strip_dead_code(p).statements:
+        if "lr" in s.args:
+            return True
+        if s.out == "lr":
+            return False
+    return False
+
+
 def random_walk(start: Program, rng: np.random.Generator, cfg: MutationConfig, space: SearchSpace,
                 depth: int) -> Child:
     """`start` mutated `depth` times in a row (random search's candidate: as far from the warm start
     as a lineage of the search of that length), then held to the checks every child passes. Each
     step is a well-formed change; abstract execution judges only the end, as a walk of hundreds of
-    checked steps costs seconds while its end is all that is trained. A walk that ends in a program
-    failing the checks is thrown away (counted as rejected) and another is drawn."""
+    checked steps costs seconds while its end is all that is trained. With `space.follow_lr` each
+    step also keeps the lr input live (by dependency, cheaply): a long unchecked walk loses it
+    (of walks of 100 mutations, 4% end following the lr, against 23% kept live step by step). A
+    walk that ends in a program failing the checks is thrown away (counted as rejected) and
+    another is drawn."""
     def step(p: Program) -> Program | None:
         for _ in range(cfg.max_tries):
             try:
                 q, _ = mutate_once(p, rng, cfg, space)
             except ProgramError:
                 continue
-            if q != p:
+            if q != p and (not space.follow_lr or _reads_lr(q)):
                 return q
         return None
 
