@@ -10,7 +10,12 @@ removal, as the search does. Reported: candidates/s (with and without the one-ti
 per-candidate training time, and the ratios. The engine runs the programs twice: first with a cold
 compile, then as a fresh Evaluator that loads the interpreter from the on-disk compile cache (what
 a new Ray worker, funnel stage or later run pays). The cache starts empty: a temporary directory.
-Then one program on k seeds in one executable against one seed (what a k-seed fitness costs).
+Then one program on k seeds in one executable against one seed (what a k-seed fitness costs),
+beside the floor of any k-seed fitness: the task's model trained by plain SGD (no optimizer
+state, no interpreter) on the same k seeds in one executable. And the floor of a statement: one
+element-wise pass over the parameter vector (two rows of the interpreter's environment added into
+a third, in a loop as the interpreter runs them, without the op switch) against what a live
+statement costs the interpreter.
 Last, P programs of one length bucket in one executable (`jax.vmap` over the program's arrays: the
 op switch becomes a select that computes every op) against one program at a time: on a CPU the
 all-branch cost loses, on a GPU the wider batch may pay for it.
@@ -36,7 +41,7 @@ from tqdm import tqdm
 
 import dsl
 import proxy_tasks
-from proxy_tasks.engine import BUCKETS, encode, interpreter, prepare
+from proxy_tasks.engine import BUCKETS, Layout, encode, interpreter, make_run, prepare
 
 
 def random_programs(n: int, n_statements: int, seed: int) -> list[dsl.Program]:
@@ -76,6 +81,8 @@ def _random_program(rng, n_statements: int) -> dsl.Program:
         except dsl.ProgramError:
             continue
 
+
+N_ROWS = 6 + 4 * 8  # the interpreter's environment rows at the smallest bucket (inputs, 4 L)
 
 # A 20-statement program in which every statement is live (the worst case for the interpreter).
 DENSE20 = """def train(w, g, m, v, lr):
@@ -139,6 +146,41 @@ def handwritten_adamw(task, lr: float = 3e-3):
         return task.metrics(params, data["val_x"], data["val_y"])
 
     return run
+
+
+def plain_sgd(task):
+    """The task's training run with plain SGD (no optimizer state, the task's own parameter tree,
+    no interpreter): the model's own cost, the floor under any optimizer's k-seed fitness."""
+    def init(params, _):
+        return ()
+
+    def update(_, params, grads, state, lr, step):
+        return jax.tree.map(lambda g: 0.01 * lr * g, grads), state
+
+    return jax.jit(make_run(task, init, update, flat=False))
+
+
+def pass_seconds(task, rows: int = N_ROWS, n: int = 2000) -> float:
+    """Seconds of one element-wise statement's pass over the task's parameter vector: in a loop,
+    two rows of an environment of `rows` rows added into a third (indices from arrays, as the
+    interpreter reads them), without the op switch; the median of 5 loops of n passes."""
+    size = Layout(jax.eval_shape(task.init, jax.random.PRNGKey(0))).size
+    rng = np.random.default_rng(0)
+    a, b = (jnp.asarray(rng.integers(0, 6, n), jnp.int32) for _ in range(2))
+    out = jnp.asarray(rng.integers(6, rows, n), jnp.int32)
+
+    @jax.jit
+    def loop(env, n):
+        return jax.lax.fori_loop(0, n, lambda i, env: env.at[out[i]].set(env[a[i]] + env[b[i]]), env)
+
+    env = jnp.ones((rows, 1, size), jnp.float32)
+    jax.block_until_ready(loop(env, n))
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        jax.block_until_ready(loop(env, n))
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) / n
 
 
 def vmapped_programs(task, data, programs: list[dsl.Program], sizes: list[int]) -> tuple[float, list]:
@@ -241,6 +283,9 @@ def main(argv=None) -> int:
 
     # the worst case: 10, 20 and 30 statements, every one live (timed after its bucket is compiled)
     dense_runs = {}
+    one_live = dsl.parse("def train(w, g, m, v, lr):\n    update = g * lr\n    return update, m, v\n")
+    ev.evaluate(one_live)
+    dense_runs[1] = statistics.median(ev.evaluate(one_live, seeds=(s,)).seconds for s in range(10))
     for n in (10, 20, 30):
         ev.evaluate(dense(n))
         dense_runs[n] = statistics.median(ev.evaluate(dense(n), seeds=(s,)).seconds for s in range(10))
@@ -251,14 +296,30 @@ def main(argv=None) -> int:
         jit_times.append(ev.evaluate_direct(p).seconds)
     jit_total = sum(jit_times)
 
-    # 4. k seeds of one program in one executable against one seed
-    k_rows = []
-    for name in ("adamw_warmstart", "lion"):
-        p = dsl.load(name)
+    # 4. k seeds of one program in one executable against one seed: each program's k's timed in
+    # turn, round after round, so that a slow spell of a shared machine falls on all of them
+    sgd = plain_sgd(task)
+    runs = {}  # (name, label, k) -> a call that trains k seeds
+    for name in ("adamw_warmstart", "lion", "sgd"):
         for k in args.k_seeds:
             seeds = tuple(range(k))
-            ev.evaluate(p, seeds)  # compile for k seeds
-            k_rows.append((name, k, statistics.median(ev.evaluate(p, seeds).seconds for _ in range(5))))
+            if name == "sgd":
+                call = lambda seeds=jnp.asarray(seeds, jnp.int32): jax.block_until_ready(sgd(None, seeds, data))
+                codes = call()[2]  # compiles for k seeds
+                ok, status, label = not np.any(np.asarray(codes)), "diverged", "plain SGD, no interpreter (the floor)"
+            else:
+                call = lambda p=dsl.load(name), seeds=seeds: ev.evaluate(p, seeds)
+                f = call()  # compiles for k seeds
+                ok, status, label = f.ok, f.status, name
+            runs[name, label if ok else f"{label} ({status}: stops early)", k] = call
+    times = {key: [] for key in runs}
+    for _ in range(7):
+        for key, call in runs.items():
+            t = time.perf_counter()
+            call()
+            times[key].append(time.perf_counter() - t)
+    k_rows = [(*key, statistics.median(ts)) for key, ts in times.items()]
+    pass_s = pass_seconds(task)
 
     # 5. many programs in one executable (vmap over programs) against one at a time
     v_one, v_rows = vmapped_programs(task, data, progs, args.vmap_programs)
@@ -280,7 +341,7 @@ def main(argv=None) -> int:
     print(f"| hand-written optax AdamW loop (compiled once, {hw_compile:.1f} s) | {len(hw_times)} | "
           f"{sum(hw_times):.2f} | {1 / hw_run:.2f} | {hw_run:.4f} |")
     for n, t in dense_runs.items():
-        print(f"| interpreter, {n} live statements (median) | 10 | - | {1 / t:.2f} | {t:.4f} |")
+        print(f"| interpreter, {n} live statement{'s' * (n > 1)} (median) | 10 | - | {1 / t:.2f} | {t:.4f} |")
     print()
     print(f"statuses of the random programs: {statuses}")
     by_len = {}
@@ -294,13 +355,21 @@ def main(argv=None) -> int:
     print(f"ratio compile-once steady state / per-program jit: {(1 / engine_run) / jit_cps:.1f}x")
     print(f"per-candidate cost vs hand-written optax loop: random {args.statements}-statement programs "
           f"{engine_run / hw_run:.2f}x (median), " + ", ".join(
-              f"{n} live statements {t / hw_run:.2f}x" for n, t in dense_runs.items()))
+              f"{n} live statement{'s' * (n > 1)} {t / hw_run:.2f}x" for n, t in dense_runs.items()))
+    per_statement = (dense_runs[30] - dense_runs[10]) / 20 / task.steps
+    floor20 = dense_runs[1] + 19 * pass_s * task.steps
+    print(f"a live statement costs the interpreter {per_statement * 1e6:.2f} us per training step "
+          f"((30 live - 10 live) / 20); one element-wise pass over the parameter vector (two of "
+          f"{N_ROWS} environment rows added into a third, no op switch) {pass_s * 1e6:.2f} us; "
+          f"20 such passes per step alone cost {20 * pass_s * task.steps / hw_run:.2f}x the optax loop's whole "
+          f"run: one pass per statement puts 20 live statements at no less than {floor20:.4f} s "
+          f"({floor20 / hw_run:.2f}x optax; one live statement plus 19 passes a step)")
     print()
-    print("| program | seeds k | seconds (median of 5) | ratio to 1 seed | k separate runs | target 0.5 + 0.5 k |")
+    print("| program | seeds k | seconds (median of 7) | ratio to 1 seed | k separate runs | target 0.5 + 0.5 k |")
     print("|---|---|---|---|---|---|")
-    one = {name: s for name, k, s in k_rows if k == min(args.k_seeds)}
-    for name, k, s in k_rows:
-        print(f"| {name} | {k} | {s:.4f} | {s / one[name]:.2f} | {k:.2f} | {0.5 + 0.5 * k:.2f} |")
+    one = {name: s for name, _, k, s in k_rows if k == min(args.k_seeds)}
+    for name, label, k, s in k_rows:
+        print(f"| {label} | {k} | {s:.4f} | {s / one[name]:.2f} | {k:.2f} | {0.5 + 0.5 * k:.2f} |")
     if v_one is None:
         return 0
     print()
