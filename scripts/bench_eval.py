@@ -148,6 +148,18 @@ def handwritten_adamw(task, lr: float = 3e-3):
     return run
 
 
+def median_seconds(call, repeat: int = 5) -> float:
+    """The median wall time of `call()` (until its result is ready) over `repeat` runs, after one
+    run that compiles or warms it."""
+    jax.block_until_ready(call())
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        jax.block_until_ready(call())
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
 def plain_sgd(task):
     """The task's training run with plain SGD (no optimizer state, the task's own parameter tree,
     no interpreter): the model's own cost, the floor under any optimizer's k-seed fitness."""
@@ -174,13 +186,7 @@ def pass_seconds(task, rows: int = N_ROWS, n: int = 2000) -> float:
         return jax.lax.fori_loop(0, n, lambda i, env: env.at[out[i]].set(env[a[i]] + env[b[i]]), env)
 
     env = jnp.ones((rows, 1, size), jnp.float32)
-    jax.block_until_ready(loop(env, n))
-    times = []
-    for _ in range(5):
-        t = time.perf_counter()
-        jax.block_until_ready(loop(env, n))
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) / n
+    return median_seconds(lambda: loop(env, n)) / n
 
 
 def vmapped_programs(task, data, programs: list[dsl.Program], sizes: list[int]) -> tuple[float, list]:
@@ -196,14 +202,8 @@ def vmapped_programs(task, data, programs: list[dsl.Program], sizes: list[int]) 
     enc = [e.arrays() for e in map(encode, programs) if e.bucket == L]
     enc = [e for e in enc if int(single(e, seeds, data)[2][0]) == 0]
 
-    def timed(fn, arrays, repeat=3):
-        jax.block_until_ready(fn(arrays, seeds, data))  # compile (or warm)
-        times = []
-        for _ in range(repeat):
-            t = time.perf_counter()
-            jax.block_until_ready(fn(arrays, seeds, data))
-            times.append(time.perf_counter() - t)
-        return statistics.median(times)
+    def timed(fn, arrays):
+        return median_seconds(lambda: fn(arrays, seeds, data), repeat=3)
 
     if not enc:
         print(f"# vmap over programs skipped: no random program of bucket {L} trained all its steps")
