@@ -276,6 +276,15 @@ def _slot_classes(p: Program) -> tuple[list[list[str]], dict[str, Expr]]:
         classes = split
 
 
+def keeps_momentum(p: Program) -> bool:
+    """Whether the update reads a memory slot that keeps an EMA of g (at a rate above 0), whatever
+    else it does with it: the warm start's momentum, which a search may keep or lose."""
+    classes, out = _slot_classes(p)
+    update = _inputs(out["update"])
+    return any(s in update and (e := _ema(out[s], s, _G)) is not None and e[0] > 0
+               for s in (c[0] for c in classes if "0" not in c))
+
+
 def equal_slots(p: Program) -> list[tuple[str, ...]]:
     """The memory slots grouped into classes that always hold equal values: each slot is in
     exactly one class; two are in one where, e.g., one copies the other at the end of each step,

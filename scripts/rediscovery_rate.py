@@ -63,6 +63,8 @@ def method_config(config: Path, method: str, seed: int, out: Path) -> Path:
         return config
     cfg = yaml.safe_load(config.read_text())
     cfg.setdefault("search", {})["method"] = "random"
+    for key in ("islands", "migration_every", "migrants"):  # random search has no population to split
+        cfg["search"].pop(key, None)
     evo = out / "evolution" / f"seed-{seed}"
     if (evo / "final.json").exists():
         from search.inspect import lineage_depths

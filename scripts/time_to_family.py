@@ -1,6 +1,8 @@
 """Time to the Lion family, the search's figure of merit: for each run directory, when the first
 program of a family (`dsl.family`: lion or signum by default) was evaluated, and when one first was
-the best so far, beside the counts that say how much the search explored and the best fitness it reached.
+the best so far, beside the counts that say how much the search explored and the best fitness it
+reached, and whether the search kept the warm start's momentum (`dsl.keeps_momentum`): the rank
+among the run's distinct programs, best first, of the best one that keeps a momentum EMA of g.
 
     python scripts/time_to_family.py RUN [RUN ...] [--families lion signum]
 
@@ -13,6 +15,7 @@ import argparse
 import math
 
 import dsl
+from search.record import best_distinct
 from search.rundir import read_history
 
 
@@ -31,7 +34,9 @@ def first_of(run, families) -> dict:
             if ok and led is None:
                 led = r
     spared = sum(r.source in ("dead_code", "cache") for r in recs)
-    return {"run": str(run), "evaluations": len(recs), "trained": sum(r.source == "trained" for r in recs),
+    ranked = best_distinct(recs, len(recs))
+    momentum = next(((i + 1, r) for i, r in enumerate(ranked) if dsl.keeps_momentum(r.program)), None)
+    return {"momentum": momentum, "run": str(run), "evaluations": len(recs), "trained": sum(r.source == "trained" for r in recs),
             "distinct": len(names), "spared": spared / max(len(recs), 1), "met": met, "led": led,
             "family": None if met is None else names[met.fingerprint], "best": best}
 
@@ -43,11 +48,13 @@ def cell(r) -> str:
 def table(runs, families) -> str:
     """The Markdown table of `first_of` for each run directory."""
     lines = [f"| run | evaluations | trained | distinct programs | spared (dead code, cache) | first {'/'.join(families)} "
-             "evaluated: id (search minutes, loss) | first one best so far | best fitness |", "|---|---|---|---|---|---|---|---|"]
+             "evaluated: id (search minutes, loss) | first one best so far | best fitness | best with a momentum: rank "
+             "(loss) |", "|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         f = first_of(run, set(families))
         lines.append(f"| {f['run']} | {f['evaluations']} | {f['trained']} | {f['distinct']} | {f['spared']:.0%} | "
-                     f"{cell(f['met'])}{'' if f['family'] is None else ' ' + f['family']} | {cell(f['led'])} | {f['best']:.4f} |")
+                     f"{cell(f['met'])}{'' if f['family'] is None else ' ' + f['family']} | {cell(f['led'])} | {f['best']:.4f} | "
+                     + ("none |" if f["momentum"] is None else f"{f['momentum'][0]} ({f['momentum'][1].loss:.4f}) |"))
     return "\n".join(lines)
 
 

@@ -190,9 +190,11 @@ class SearchConfig:
     # a search spends, whatever share of its children dead code or the cache spares
     max_trainings: int | None = None
     # islands (PySR, FunSearch): N populations of `population` each evolve apart, child k on island
-    # k mod N; every `migration_every` children each island's `migrants` best join the next island
+    # k mod N; every `migration_every` children each island's `migrants` best join the next island;
+    # with `migration_every: null` they never meet (the paper's parallel restarts from the warm
+    # start, for diversity: a population that lost the momentum early does not take the others)
     islands: int = 1
-    migration_every: int = 500
+    migration_every: int | None = 500
     migrants: int = 1
 
     def __post_init__(self):
@@ -204,9 +206,9 @@ class SearchConfig:
             raise ValueError(f"tournament must be between 1 and population ({self.population}), got {self.tournament}")
         if self.evaluations < 1 or self.checkpoint_every < 1 or self.timeout_s <= 0:
             raise ValueError("evaluations, checkpoint_every and timeout_s must be positive")
-        if self.islands < 1 or self.migration_every < 1 or self.migrants < 1:
-            raise ValueError(f"islands, migration_every and migrants must be at least 1, got {self.islands}, "
-                             f"{self.migration_every} and {self.migrants}")
+        if self.islands < 1 or (self.migration_every is not None and self.migration_every < 1) or self.migrants < 1:
+            raise ValueError(f"islands, migration_every and migrants must be at least 1 (migration_every: or null, "
+                             f"never), got {self.islands}, {self.migration_every} and {self.migrants}")
         if self.islands > 1 and (self.restart_after or self.method == "random"):
             raise ValueError("islands: more than one island takes neither restarts (restart_after; migration plays "
                              "their part) nor method random")

@@ -270,7 +270,7 @@ class Search:
         budget would start again on resume, and a resumed run would differ from one run at once),
         so the rounds done are counted from the history."""
         s = self.cfg.search
-        if s.islands < 2:
+        if s.islands < 2 or s.migration_every is None:
             return
         size = s.islands * s.migrants
         while self.stats.sources["migrant"] // size < self._children_done() // s.migration_every:

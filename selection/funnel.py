@@ -69,26 +69,32 @@ def candidates_of(run_dir: str | Path, top_k: int, pareto: bool = False) -> list
     one place in the funnel, not all of them. Only programs that beat the warm start (the best
     of the run's warm starts) on the search's task are candidates: the search's start
     is not its finding, and ablating it would credit the simplification's edits to the search.
-    With `pareto`, the programs of the hall of fame that beat it follow, where they are not picks
-    already."""
+    A search with islands sends each island's best in turn, so that one island's lineage cannot
+    fill the funnel. With `pareto`, the programs of the hall of fame that beat it follow, where
+    they are not picks already. Picks come best first."""
     records = read_history(run_dir)
     if not records:
         raise FileNotFoundError(f"{run_dir}: no history.jsonl with evaluations (not a run directory?)")
     start = min((r.loss for r in records if r.source == "warm_start"), default=math.inf)
     picks, programs = [], []
 
-    def take(r, limit=None) -> None:
-        if (limit is None or len(picks) < limit) and not any(r.loss == c["fitness"] for c in picks) \
-                and not any(dsl.equivalent_up_to_constants(r.program, q) for q in programs):
-            picks.append({"id": r.id, "fingerprint": r.fingerprint, "fitness": r.loss, "program": r.text})
-            programs.append(r.program)
+    def take(r) -> bool:
+        if any(r.loss == c["fitness"] for c in picks) or any(dsl.equivalent_up_to_constants(r.program, q)
+                                                            for q in programs):
+            return False
+        picks.append({"id": r.id, "fingerprint": r.fingerprint, "fitness": r.loss, "program": r.text})
+        programs.append(r.program)
+        return True
 
-    for r in best_distinct(records, len(records)):
-        if not r.loss < start:  # best first: the rest are no better than the warm start
-            break
-        take(r, top_k)
-        if len(picks) == top_k:
-            break
+    ranked = [r for r in best_distinct(records, len(records)) if r.loss < start]
+    queues = [iter([r for r in ranked if r.island == i]) for i in sorted({r.island for r in ranked})]
+    while queues and len(picks) < top_k:
+        for q in list(queues):  # one pick from each island in turn, best first
+            if len(picks) == top_k:
+                break
+            if not any(take(r) for r in q):
+                queues.remove(q)
+    picks.sort(key=lambda c: (c["fitness"], c["id"]))
     if pareto:
         for _, r in HallOfFame(records).front():
             if r.loss < start:

@@ -332,3 +332,21 @@ def test_equal_slots_and_families_over_several_slots():
     two = slots("n", *(l.format(k="m") for l in LION_BODY[:-1]), "n = interp(g, n, 0.5)", "c2 = sign(n)",
                 "update = update + c2", "m = interp(g, m, 0.99)")
     assert dsl.family(two).name == "other" and not dsl.equivalent_up_to_constants(two, LION)
+
+
+KEEPS_MOMENTUM = {
+    "the AdamW warm start": (dsl.load("adamw_warmstart"), True),
+    "lion": (LION, True),
+    "the momentum through the other slot": (prog("v = interp(g, v, 0.9)", "m = v * 1.0", "update = m * lr"), True),
+    "a nonlinear function of the momentum": (prog("m = interp(g, m, 0.9)", "t = sinh(m)", "update = t * lr"), True),
+    "the slot overwritten by a function of g": (prog("m = arctanh(g)", "update = m * lr"), False),
+    "an EMA the update never reads": (prog("m = interp(g, m, 0.9)", "update = g * lr"), False),
+    "a running sum, not an EMA": (prog("m = m + g", "update = m * lr"), False),
+    "an EMA squashed before it is kept": (prog("m = interp(g, m, 0.9)", "m = tanh(m)", "update = m * lr"), False),
+}
+
+
+@pytest.mark.parametrize("name", list(KEEPS_MOMENTUM))
+def test_keeps_momentum(name):
+    p, kept = KEEPS_MOMENTUM[name]
+    assert dsl.keeps_momentum(p) is kept

@@ -197,15 +197,16 @@ def test_shipped_quickstart_config_loads():
 
 def test_the_islands_config_is_the_quickstart_search_split_into_islands():
     """configs/quickstart_islands.yaml (the islands measurement) differs from the quickstart's
-    search only in how its population of 100 is split, and in its budget (6000 evaluations)."""
+    search only in how its population of 100 is split and meets, and in its budget (6000 evaluations)."""
     import dataclasses
     from pathlib import Path
     configs = Path(__file__).parent.parent / "configs"
     quick = load_pipeline(configs / "quickstart.yaml").search_config()
     islands = load_pipeline(configs / "quickstart_islands.yaml").search_config()
-    assert islands.search.islands * islands.search.population == quick.search.population
+    assert islands.search.islands * islands.search.population == quick.search.islands * quick.search.population
     assert dataclasses.replace(islands, search=dataclasses.replace(
-        islands.search, population=quick.search.population, islands=1, migration_every=quick.search.migration_every,
+        islands.search, population=quick.search.population, islands=quick.search.islands,
+        migration_every=quick.search.migration_every,
         migrants=quick.search.migrants, evaluations=quick.search.evaluations,
         max_trainings=quick.search.max_trainings)) == quick
 

@@ -249,6 +249,17 @@ def test_islands_evolve_apart_migrate_and_resume_exactly(local_ray, tmp_path, ca
         assert f"island {i}: {n} children, best {best['fitness']:.4f} (id {best['id']})" in out
     with pytest.raises(ValueError, match="more than one island takes neither restarts"):
         config(islands=2, restart_after=5)
+    # islands that never meet (`migration_every: null`): no migrant, each lineage on its own island
+    apart = config(evaluations=16, workers=1, islands=2, migration_every=None)
+    run_search(apart, tmp_path / "d", progress=False)
+    recs = history(tmp_path / "d")
+    by_id = {r["id"]: r for r in recs}
+    assert not [r for r in recs if r["source"] == "migrant"]
+    children = [r for r in recs if r["source"] in ("trained", "cache", "dead_code")]
+    assert {island(r) for r in children} == {0, 1}
+    assert all(by_id[r["parent"]]["source"] == "warm_start" or island(by_id[r["parent"]]) == island(r) for r in children)
+    with pytest.raises(ValueError, match="migration_every: or null"):
+        config(islands=2, migration_every=0)
 
 
 def test_the_search_space_section_shapes_a_real_search(local_ray, tmp_path):

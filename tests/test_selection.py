@@ -143,3 +143,27 @@ def test_candidates_skip_a_program_that_trained_exactly_like_an_earlier_pick(tmp
     (tmp_path / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     assert [c["id"] for c in candidates_of(tmp_path, 3)] == [1]
     assert [c["id"] for c in candidates_of(tmp_path, 3, pareto=True)] == [1]
+
+
+def test_candidates_come_from_every_island_in_turn(tmp_path):
+    """A search whose islands evolved apart sends each island's best in turn: island 1's programs,
+    all worse than island 0's, still take their share of the funnel, and the picks come best first."""
+    import json
+    from search.record import Evaluation, Record
+    from selection.funnel import candidates_of
+    texts = ["    update = g * lr\n", "    s = sign(g)\n    update = s * lr\n", "    t = tanh(g)\n    update = t * lr\n",
+             "    m = interp(g, m, 0.9)\n    update = m * lr\n", "    m = interp(g, m, 0.9)\n    s = sign(m)\n    update = s * lr\n",
+             "    m = interp(g, m, 0.9)\n    t = tanh(m)\n    update = t * lr\n"]
+
+    def rec(i, fitness, island):
+        p = dsl.parse("def train(w, g, m, v, lr):\n" + texts[i] + "    return update, m, v\n")
+        return Record(i, p, None, "", 0, dsl.fingerprint(p), Evaluation(fitness, None, "ok", 0.0), "trained",
+                      island=island).to_json()
+
+    records = [rec(0, 0.30, 0), rec(1, 0.31, 0), rec(2, 0.32, 0), rec(3, 0.40, 1), rec(4, 0.41, 1), rec(5, 0.42, 1)]
+    (tmp_path / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert [c["id"] for c in candidates_of(tmp_path, 4)] == [0, 1, 3, 4]
+    assert [c["id"] for c in candidates_of(tmp_path, 3)] == [0, 1, 3]
+    # one island: the best first, as before
+    (tmp_path / "history.jsonl").write_text("".join(json.dumps(r | {"island": 0}) + "\n" for r in records))
+    assert [c["id"] for c in candidates_of(tmp_path, 4)] == [0, 1, 2, 3]

@@ -23,6 +23,8 @@ def test_first_met_and_first_best(tmp_path):
     assert f["led"].id == 3  # the best so far at 3
     assert f["evaluations"] == 5 and f["trained"] == 5 and f["distinct"] == 4 and f["best"] == 0.2
     assert first_of(tmp_path / "run", {"signum"})["met"] is None
+    # the best program (sgd) keeps no momentum; the best that does is Lion at 0.3, second of the distinct
+    assert f["momentum"][0] == 2 and f["momentum"][1].id == 3
 
 
 def test_bench_search_times_real_searches_to_a_family(local_ray, tmp_path):
