@@ -2,7 +2,8 @@
 program of a family (`dsl.family`: lion or signum by default) was evaluated, and when one first was
 the best so far, beside the counts that say how much the search explored and the best fitness it
 reached, and whether the search kept the warm start's momentum (`dsl.keeps_momentum`): the rank
-among the run's distinct programs, best first, of the best one that keeps a momentum EMA of g.
+among the run's distinct programs, best first, of the best one that keeps a momentum EMA of g. A
+run with islands gets a row for each island besides its own.
 
     python scripts/time_to_family.py RUN [RUN ...] [--families lion signum]
 
@@ -19,8 +20,13 @@ from search.record import best_distinct
 from search.rundir import read_history
 
 
-def first_of(run, families) -> dict:
+def first_of(run, families, island: int | None = None) -> dict:
+    """The figures of one run directory, or of one of its islands (that island's records; the warm
+    start, which joins every island, is counted on island 0)."""
     recs = read_history(run)
+    if island is not None:
+        recs = [r for r in recs if r.island == island]
+        run = f"{run} (island {island})"
     names: dict[str, str] = {}  # fingerprint -> family name, each program classified once
     met = led = None
     best = math.inf
@@ -51,10 +57,13 @@ def table(runs, families) -> str:
              "evaluated: id (search minutes, loss) | first one best so far | best fitness | best with a momentum: rank "
              "(loss) |", "|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
-        f = first_of(run, set(families))
-        lines.append(f"| {f['run']} | {f['evaluations']} | {f['trained']} | {f['distinct']} | {f['spared']:.0%} | "
-                     f"{cell(f['met'])}{'' if f['family'] is None else ' ' + f['family']} | {cell(f['led'])} | {f['best']:.4f} | "
-                     + ("none |" if f["momentum"] is None else f"{f['momentum'][0]} ({f['momentum'][1].loss:.4f}) |"))
+        islands = sorted({r.island for r in read_history(run)})
+        for f in [first_of(run, set(families))] + ([first_of(run, set(families), i) for i in islands]
+                                                   if len(islands) > 1 else []):
+                lines.append(f"| {f['run']} | {f['evaluations']} | {f['trained']} | {f['distinct']} | {f['spared']:.0%} | "
+                         f"{cell(f['met'])}{'' if f['family'] is None else ' ' + f['family']} | {cell(f['led'])} | "
+                         f"{f['best']:.4f} | "
+                         + ("none |" if f["momentum"] is None else f"{f['momentum'][0]} ({f['momentum'][1].loss:.4f}) |"))
     return "\n".join(lines)
 
 

@@ -27,6 +27,24 @@ def test_first_met_and_first_best(tmp_path):
     assert f["momentum"][0] == 2 and f["momentum"][1].id == 3
 
 
+def test_a_run_with_islands_gets_a_row_for_each(tmp_path):
+    """Island 1 lost the momentum (its best is signSGD; its programs with one rank lower): its row
+    says so, where the run's row, led by island 0's Lion, does not."""
+    from time_to_family import table
+    d = RunDir(tmp_path / "run")
+    programs = [("adamw_warmstart", 0.5, 0), ("lion", 0.3, 0), ("signsgd", 0.2, 1), ("adamw_warmstart", 0.45, 1)]
+    for i, (name, loss, island) in enumerate(programs):
+        p = dsl.load(name).inline_params()
+        d.append(Record(i, p, None, "x", 0, dsl.fingerprint(p), Evaluation(loss, None, "ok", 1.0), "trained",
+                        time=60.0 * i, island=island))
+    d.close()
+    one = first_of(tmp_path / "run", {"lion"}, island=1)
+    assert one["trained"] == 2 and one["best"] == 0.2 and one["met"] is None and one["momentum"][0] == 2
+    rows = table([tmp_path / "run"], ["lion"]).splitlines()[2:]
+    assert len(rows) == 3 and rows[1].startswith(f"| {tmp_path / 'run'} (island 0) |")
+    assert rows[0].endswith("| 2 (0.3000) |") and rows[2].endswith("| 2 (0.4500) |")
+
+
 def test_bench_search_times_real_searches_to_a_family(local_ray, tmp_path):
     """`bench_search.py --to-family`: the config's search on each seed in its own run directory,
     then the time-to-family table; a finished seed is kept, not run again."""
