@@ -3,15 +3,22 @@ import sys
 from pathlib import Path
 
 import dsl
+from search.config import RunConfig, SearchConfig, to_dict
 from search.record import Evaluation, Record
 from search.rundir import RunDir
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "scripts"))
-from time_to_family import first_of  # noqa: E402
+from time_to_family import first_of, momentum_shares  # noqa: E402
+
+
+def run_dir(path, population: int = 100, islands: int = 1) -> RunDir:
+    d = RunDir(path)
+    d.write_config(to_dict(RunConfig(search=SearchConfig(population=population, tournament=2, islands=islands))))
+    return d
 
 
 def test_first_met_and_first_best(tmp_path):
-    d = RunDir(tmp_path / "run")
+    d = run_dir(tmp_path / "run")
     programs = [("adamw_warmstart", 0.5), ("signsgd", 0.4), ("lion", 0.45), ("lion", 0.3), ("sgd", 0.2)]
     for i, (name, loss) in enumerate(programs):
         p = dsl.load(name).inline_params()
@@ -31,18 +38,36 @@ def test_a_run_with_islands_gets_a_row_for_each(tmp_path):
     """Island 1 lost the momentum (its best is signSGD; its programs with one rank lower): its row
     says so, where the run's row, led by island 0's Lion, does not."""
     from time_to_family import table
-    d = RunDir(tmp_path / "run")
+    d = run_dir(tmp_path / "run", islands=2)
     programs = [("adamw_warmstart", 0.5, 0), ("lion", 0.3, 0), ("signsgd", 0.2, 1), ("adamw_warmstart", 0.45, 1)]
     for i, (name, loss, island) in enumerate(programs):
         p = dsl.load(name).inline_params()
-        d.append(Record(i, p, None, "x", 0, dsl.fingerprint(p), Evaluation(loss, None, "ok", 1.0), "trained",
-                        time=60.0 * i, island=island))
+        d.append(Record(i, p, None, "x", 0, dsl.fingerprint(p), Evaluation(loss, None, "ok", 1.0),
+                        "warm_start" if i == 0 else "trained", time=60.0 * i, island=island))
     d.close()
     one = first_of(tmp_path / "run", {"lion"}, island=1)
     assert one["trained"] == 2 and one["best"] == 0.2 and one["met"] is None and one["momentum"][0] == 2
     rows = table([tmp_path / "run"], ["lion"]).splitlines()[2:]
     assert len(rows) == 3 and rows[1].startswith(f"| {tmp_path / 'run'} (island 0) |")
-    assert rows[0].endswith("| 2 (0.3000) |") and rows[2].endswith("| 2 (0.4500) |")
+    assert rows[0].endswith("| 2 (0.3000) | - / - / - / - / - |") and rows[2].endswith("| 2 (0.4500) | - / - / - / - / - |")
+    # the warm start joins both islands; island 1 then admits signSGD (no momentum) and AdamW again
+    assert momentum_shares(tmp_path / "run", 1, marks=(1, 2, 3, 4)) == [1.0, 0.5, 2 / 3, None]
+    assert momentum_shares(tmp_path / "run", 0, marks=(2, 9)) == [1.0, None]
+
+
+def test_the_momentum_share_follows_the_aging_population(tmp_path):
+    """A population of 2: the oldest ages out as each child joins, and the share is of those 2."""
+    d = run_dir(tmp_path / "run", population=2)
+    sources = ["warm_start", "trained", "cache", "trained", "trained", "dead_code", "trained"]
+    names = ["adamw_warmstart", "signsgd", "signsgd", "lion", "sgd", "sgd", "lion"]
+    for i, (name, source) in enumerate(zip(names, sources)):
+        p = dsl.load(name).inline_params()
+        d.append(Record(i, p, None, "x", 0, dsl.fingerprint(p), Evaluation(0.1, None, "ok", 1.0), source))
+    d.close()
+    # trained counts 1..4 are reached at records 1, 3, 4, 6: populations [adamw, signsgd],
+    # [signsgd, lion], [lion, sgd], [sgd, lion]
+    assert momentum_shares(tmp_path / "run", marks=(1, 2, 3, 4, 5)) == [0.5, 0.5, 0.5, 0.5, None]
+    assert momentum_shares(tmp_path / "run", marks=(0,)) == [1.0]  # the warm start alone
 
 
 def test_bench_search_times_real_searches_to_a_family(local_ray, tmp_path):
