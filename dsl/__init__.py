@@ -1,6 +1,7 @@
 """The symbolic optimizer language: programs `train(w, g, m, v, lr) -> (update, m, v)`, with
 optionally more memory slots after `v` (`train(w, g, m, v, n, lr) -> (update, m, v, n)`)."""
-from .analysis import Verdict, check, equivalent, fingerprint, follows_lr, redundancy, state_slots, strip_dead_code
+from .analysis import (Verdict, check, equivalent, fingerprint, follows_lr, live_statements, redundancy, state_slots,
+                       strip_dead_code)
 from .builtins import builtin_names, load
 from .compile import as_optax, optax_factory, tree_update
 from .family import Family, equal_slots, equivalent_up_to_constants, family, is_lion, keeps_momentum
@@ -13,5 +14,5 @@ __all__ = [
     "Verdict", "as_optax", "optax_factory", "builtin_names", "check", "equal_slots", "equivalent", "equivalent_up_to_constants",
     "family", "fingerprint", "follows_lr", "is_lion", "keeps_momentum",
     "load", "parse",
-    "redundancy", "state_slots", "strip_dead_code", "to_text", "tree_update",
+    "live_statements", "redundancy", "state_slots", "strip_dead_code", "to_text", "tree_update",
 ]

@@ -35,6 +35,11 @@ def _live(p: Program) -> tuple[list[bool], set[str]]:
         needed |= carried
 
 
+def live_statements(p: Program) -> list[bool]:
+    """For each statement, whether its result reaches `update` (this step or a later one)."""
+    return _live(p)[0]
+
+
 def strip_dead_code(p: Program) -> Program:
     """The same optimizer without statements whose results never reach `update`, and without the
     memory slots after `v` that no live statement reads or writes (`m` and `v` always stay)."""

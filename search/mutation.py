@@ -1,4 +1,4 @@
-"""Mutations of programs (the paper's three, equally weighted by default).
+"""Mutations of programs (the paper's three, equally weighted by default, and a fourth, off by default).
 
 - insert: a random statement at a random place;
 - delete: a random statement;
@@ -6,7 +6,12 @@
   multiplied by 2^a, a ~ N(0, 1); otherwise a new draw from N(0, constant_scale^2)), or its op:
   another of the same arity, or with `op_change: any_arity` any other op, keeping the arguments
   in order as far as the new op takes them and drawing the rest as an insert does (so that
-  `update = m / d` may become `update = sign(m)` or `update = clip(m, d, x)` in one step).
+  `update = m / d` may become `update = sign(m)` or `update = clip(m, d, x)` in one step);
+- tune: one constant of a live statement multiplied by 2^a (as symbolic regression mutates a
+  constant apart from the structure, e.g. PySR). Through modify alone a given constant of a
+  9-statement program moves once in about 200 children, so a search meets the structural
+  changes that spoil its warm start (dropping the momentum) long before it meets the constant
+  change that improves it (a shorter momentum).
 What they may write is the `SearchSpace` (the config's `search_space` section); with `memory: K`
 above 2, inserts may also write, and new arguments read, further memory slots m3 .. mK, which a
 program declares once it uses them (as it declares `step`). Redundant
@@ -24,7 +29,7 @@ import dsl
 from dsl import Program, ProgramError, Statement
 from dsl.program import MAX_MEMORY, STEP
 
-KINDS = ("insert", "delete", "modify")
+KINDS = ("insert", "delete", "modify", "tune")
 OP_CHANGES = ("same_arity", "any_arity")
 
 
@@ -73,15 +78,16 @@ class SearchSpace:
 
 @dataclass(frozen=True)
 class MutationConfig:
-    """How children are made: the weights of the three mutations (what they may write is the
+    """How children are made: the weights of the mutations (what they may write is the
     `SearchSpace`)."""
     insert: float = 1.0
     delete: float = 1.0
     modify: float = 1.0
+    tune: float = 0.0
     max_tries: int = 100  # re-mutations from the parent before giving up on a child
 
     def __post_init__(self):
-        w = (self.insert, self.delete, self.modify)
+        w = (self.insert, self.delete, self.modify, self.tune)
         if min(w) < 0 or sum(w) <= 0:
             raise ValueError("mutation weights must be >= 0 and not all 0")
         if self.max_tries < 1:
@@ -162,7 +168,7 @@ def _modify(p: Program, rng, space: SearchSpace) -> tuple[Program, str]:
             new = Statement(s.out, same[rng.integers(len(same))], s.args)
     else:
         if isinstance(args[j], float) and rng.random() < 0.5:
-            args[j] = args[j] * 2.0 ** rng.normal()
+            args[j] = _scaled(args[j], rng)
         else:
             args[j] = _new_arg(rng, _slots_before(p, i, space), space)
         new = Statement(s.out, s.op, tuple(args))
@@ -170,15 +176,31 @@ def _modify(p: Program, rng, space: SearchSpace) -> tuple[Program, str]:
             f"modify {i}: {dsl.text.statement_text(s)} -> {dsl.text.statement_text(new)}")
 
 
-_MUTATE = {"insert": _insert, "delete": _delete, "modify": _modify}
+def _scaled(c: float, rng) -> float:
+    return c * 2.0 ** rng.normal()
+
+
+def _tune(p: Program, rng, space) -> tuple[Program, str]:
+    spots = [(i, j) for i, (s, live) in enumerate(zip(p.statements, dsl.live_statements(p))) if live
+             for j, a in enumerate(s.args) if isinstance(a, float)]
+    if not spots:
+        raise ProgramError("no live constant to tune")
+    i, j = spots[rng.integers(len(spots))]
+    s = p.statements[i]
+    new = Statement(s.out, s.op, s.args[:j] + (_scaled(s.args[j], rng),) + s.args[j + 1:])
+    return (p.replace(p.statements[:i] + (new,) + p.statements[i + 1:]),
+            f"tune {i}: {dsl.text.statement_text(s)} -> {dsl.text.statement_text(new)}")
+
+
+_MUTATE = {"insert": _insert, "delete": _delete, "modify": _modify, "tune": _tune}
 
 
 def mutate_once(p: Program, rng: np.random.Generator, cfg: MutationConfig = MutationConfig(),
                 space: SearchSpace = SearchSpace()) -> tuple[Program, str]:
     """One random mutation; may return a malformed program's error as ProgramError."""
     w = np.array([cfg.insert if len(p) < space.max_statements else 0.0,
-                  cfg.delete if len(p) > 1 else 0.0, cfg.modify], float)
-    kind = KINDS[rng.choice(3, p=w / w.sum())]
+                  cfg.delete if len(p) > 1 else 0.0, cfg.modify, cfg.tune], float)
+    kind = KINDS[rng.choice(len(KINDS), p=w / w.sum())]
     return _MUTATE[kind](p, rng, space)
 
 

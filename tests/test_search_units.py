@@ -49,6 +49,39 @@ def test_constant_modification_scales_or_redraws():
     assert (np.array(seen) < 0).any() and (np.abs(ratios) < 3).mean() > 0.5
 
 
+def test_tune_scales_one_live_constant_and_leaves_the_structure():
+    """`tune` multiplies one constant of a live statement by 2^a: never a dead one, never a slot
+    or an op; a program without a live constant cannot be tuned (the child is re-drawn)."""
+    p = dsl.parse("def train(w, g, m, v, lr):\n    t0 = g * 3.0\n    m = interp(g, m, 0.9)\n"
+                  "    update = m * 0.5\n    update = update * lr\n    return update, m, v\n")
+    rng = np.random.default_rng(4)
+    only_tune = MutationConfig(insert=0, delete=0, modify=0, tune=1)
+    moved = {}
+    for _ in range(200):
+        child, what = mutate_once(p, rng, only_tune)
+        assert what.startswith("tune")
+        diff = [(i, a, b) for i, (a, b) in enumerate(zip(p.statements, child.statements)) if a != b]
+        assert len(child) == len(p) and len(diff) == 1
+        i, a, b = diff[0]
+        assert (a.out, a.op) == (b.out, b.op)
+        (j,) = [k for k, (x, y) in enumerate(zip(a.args, b.args)) if x != y]
+        moved.setdefault(i, []).append(np.log2(b.args[j] / a.args[j]))
+    assert set(moved) == {1, 2}  # the interp's 0.9 and the 0.5; the dead `t0 = g * 3.0` never
+    ratios = np.concatenate([moved[1], moved[2]])
+    assert abs(ratios.mean()) < 0.25 and 0.8 < ratios.std() < 1.2  # a ~ N(0, 1)
+    with pytest.raises(dsl.ProgramError, match="no live constant"):
+        mutate_once(dsl.load("signsgd").inline_params().replace(dsl.parse(
+            "def train(w, g, m, v, lr):\n    update = sign(g)\n    update = update * lr\n    return update, m, v\n"
+        ).statements), rng, only_tune)
+
+
+def test_tune_is_off_by_default():
+    warm = dsl.load("adamw_warmstart").inline_params()
+    default = [mutate(warm, np.random.default_rng([7, k])).mutation for k in range(100)]
+    with_tune = [mutate(warm, np.random.default_rng([7, k]), MutationConfig(tune=1.0)).mutation for k in range(100)]
+    assert not any(w.startswith("tune") for w in default) and sum(w.startswith("tune") for w in with_tune) > 10
+
+
 def test_insert_respects_max_statements():
     rng = np.random.default_rng(3)
     p = random_program(rng, 6)
