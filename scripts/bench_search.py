@@ -83,7 +83,8 @@ def pool_rate(task: TaskConfig, workers: int, programs: list, xla_flags: str | N
     return rate
 
 
-def to_family(config: str, seeds: list[int], out: Path, families: list[str], evaluations: int | None) -> str:
+def to_family(config: str, seeds: list[int], out: Path, families: list[str], evaluations: int | None,
+              max_trainings: int | None = None) -> str:
     """The search of `config` (its search part, as `lionsearch run` starts it) on each seed, in its
     own run directory under `out` (a finished one is kept, an interrupted one resumed), then the
     time-to-family table (scripts/time_to_family.py) with the spared-children rates beside it."""
@@ -92,8 +93,8 @@ def to_family(config: str, seeds: list[int], out: Path, families: list[str], eva
     from lionsearch.pipeline import load_pipeline
     from time_to_family import table
     cfg = load_pipeline(config).search_config()
-    if evaluations:
-        cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, evaluations=evaluations))
+    budget = {k: v for k, v in (("evaluations", evaluations), ("max_trainings", max_trainings)) if v}
+    cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, **budget))
     runs = []
     for seed in seeds:
         run = out / f"seed-{seed}"
@@ -113,11 +114,12 @@ def main(argv=None):
     ap.add_argument("--task", default="digits_mlp")
     ap.add_argument("--set", action="append", default=[], type=knob, help="task size knob, e.g. steps=200")
     ap.add_argument("--evaluations", type=int, help="evaluations per search (default: 300; with --to-family, the config's)")
+    ap.add_argument("--max-trainings", type=int, help="with --to-family: children trained per search (default: the config's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--candidates", type=int, default=100, help="programs for the pool measurement")
     args = ap.parse_args(argv)
     if args.to_family:
-        print(to_family(args.config, args.seeds, Path(args.out), args.to_family, args.evaluations))
+        print(to_family(args.config, args.seeds, Path(args.out), args.to_family, args.evaluations, args.max_trainings))
         return
     args.evaluations = args.evaluations or 300
     task = TaskConfig(name=args.task, size=dict(args.set))

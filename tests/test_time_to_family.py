@@ -85,6 +85,9 @@ def test_bench_search_times_real_searches_to_a_family(local_ray, tmp_path):
     stamp = (out / "seed-3" / "history.jsonl").stat().st_mtime_ns
     assert to_family(str(cfg), [3], out, ["lion"], None).count("seed-3") == 1
     assert (out / "seed-3" / "history.jsonl").stat().st_mtime_ns == stamp
+    # a budget of children trained in place of the config's
+    row = to_family(str(cfg), [4], out, ["lion"], None, max_trainings=3).splitlines()[-1].split(" | ")
+    assert row[0] == f"| {out / 'seed-4'}" and row[2] == "3"
 
 
 def test_reachability_counts_the_family_along_random_walks(tmp_path):
