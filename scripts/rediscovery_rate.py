@@ -25,6 +25,8 @@ from pathlib import Path
 
 import yaml
 
+from search.rundir import read_history
+
 ROOT = Path(__file__).resolve().parent.parent
 LION_FAMILY = ("lion", "signum")
 METHODS = ("evolution", "random")
@@ -104,7 +106,11 @@ def row(out: Path, method: str, seed: int) -> dict | None:
     run = out / method / f"seed-{seed}"
     if not (run / "final.json").exists() or not (run / "rate.json").exists():
         return None
-    return {**json.loads((run / "final.json").read_text()), **json.loads((run / "rate.json").read_text())}
+    r = {**json.loads((run / "final.json").read_text()), **json.loads((run / "rate.json").read_text())}
+    if r.get("candidate") is not None:  # how far into the search's training budget it was found
+        r["found_at_training"] = sum(x.source in ("trained", "warm_start") for x in read_history(run)
+                                     if x.id <= r["candidate"])
+    return r
 
 
 def _minutes(r: dict) -> str:
@@ -136,12 +142,13 @@ def rediscovered(r: dict) -> bool:
 def table(out: Path, method: str, seeds: list[int]) -> tuple[str, list[dict]]:
     rows = [r for r in (row(out, method, s) for s in seeds) if r is not None]
     lines = [f"### {method}", "",
-             "| seed | family and constants | found at evaluation | minutes: search / funnel / simplify / final | "
+             "| seed | family and constants | found at evaluation (training) | minutes: search / funnel / simplify / final | "
              "last stage: final vs AdamW [seeds] | verdict | wall minutes | code |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         fam = (r.get("family_text") or "-") + (f" + weight decay {wd:g}" if (wd := r.get("final_weight_decay")) else "")
-        found = f"{r['found_at_evaluation']} of {r['evaluations']}" if r.get("found_at_evaluation") else "-"
+        found = (f"{r['found_at_evaluation']} of {r['evaluations']} ({r['found_at_training']})"
+                 if r.get("found_at_evaluation") else "-")
         lines.append(f"| {r['seed']} | {fam} | {found} | {_minutes(r)} | {_losses(r)} | {r['verdict']} | "
                      f"{r['wall_seconds'] / 60:.1f} | {r['code']} |")
     lines += ["", summary(rows, len(seeds))]

@@ -42,6 +42,10 @@ def test_rate_script_runs_resumes_and_compares_random_search(tmp_path, capsys):
     assert final["verdict"] in ("discovered", "no candidate generalized")
     assert (out / "evolution" / "seed-0" / "final.opt").exists() == (final["verdict"] == "discovered")
     assert final["verdict"] in rows[0]
+    if final.get("candidate") is not None:  # where it was found: its evaluation, and the count of trainings by then
+        history = [json.loads(line) for line in (out / "evolution" / "seed-0" / "history.jsonl").read_text().splitlines()]
+        trained = sum(h["source"] in ("trained", "warm_start") for h in history[:final["candidate"] + 1])
+        assert f"| {final['candidate'] + 1} of {len(history)} ({trained}) |" in rows[0]
     assert "of 1 runs (1 asked) ended in the Lion family" in text
     reached = int(final.get("family") in ("lion", "signum"))
     assert f"; {reached} reported a Lion-family program, whatever the verdict;" in text
