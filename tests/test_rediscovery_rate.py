@@ -42,10 +42,6 @@ def test_rate_script_runs_resumes_and_compares_random_search(tmp_path, capsys):
     assert final["verdict"] in ("discovered", "no candidate generalized")
     assert (out / "evolution" / "seed-0" / "final.opt").exists() == (final["verdict"] == "discovered")
     assert final["verdict"] in rows[0]
-    if final.get("candidate") is not None:  # where it was found: its evaluation, and the count of trainings by then
-        history = [json.loads(line) for line in (out / "evolution" / "seed-0" / "history.jsonl").read_text().splitlines()]
-        trained = sum(h["source"] in ("trained", "warm_start") for h in history[:final["candidate"] + 1])
-        assert f"| {final['candidate'] + 1} of {len(history)} ({trained}) |" in rows[0]
     assert "of 1 runs (1 asked) ended in the Lion family" in text
     reached = int(final.get("family") in ("lion", "signum"))
     assert f"; {reached} reported a Lion-family program, whatever the verdict;" in text
@@ -66,3 +62,24 @@ def test_rate_script_runs_resumes_and_compares_random_search(tmp_path, capsys):
     assert all(h["mutation"].startswith("random walk of ") for h in history[1:])
     both = (out / "rate.md").read_text()
     assert "- evolution: " in both and "- random: " in both and "### random" in both
+
+
+def test_a_row_counts_the_trainings_spent_when_the_candidate_was_found(tmp_path):
+    """`found at evaluation (training)`: evaluation ids count every child, the bracket only those
+    trained (the warm start included), up to and including the final's candidate."""
+    import dsl
+    from search.record import Evaluation, Record
+    from search.rundir import RunDir
+    run = tmp_path / "evolution" / "seed-3"
+    d = RunDir(run)
+    sources = ["warm_start", "trained", "dead_code", "cache", "trained", "dead_code", "trained", "trained"]
+    for i, source in enumerate(sources):
+        d.append(Record(i, dsl.load("sgd"), None if i == 0 else 0, "m", 0, "fp", Evaluation(0.5, 0.9, "ok", 1.0), source))
+    d.close()
+    (run / "final.json").write_text(json.dumps({"verdict": "discovered", "candidate": 5, "found_at_evaluation": 6,
+                                                "evaluations": 8, "family": "signum", "family_text": "signum (b 0.5)"}))
+    (run / "rate.json").write_text(json.dumps({"seed": 3, "wall_seconds": 60.0, "code": "abc"}))
+    r = rediscovery_rate.row(tmp_path, "evolution", 3)
+    assert r["found_at_training"] == 3  # ids 0, 1 and 4
+    text, _ = rediscovery_rate.table(tmp_path, "evolution", [3])
+    assert "| 6 of 8 (3) |" in text
