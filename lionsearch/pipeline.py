@@ -141,7 +141,8 @@ def _pipeline(cfg: PipelineConfig, run_dir: Path, resume: bool, progress: bool, 
     if report is not None and report.get("made_from") == provenance(run_dir, funnel):
         log(f"== funnel: done before ({saved}), with the same config and evaluations")
     else:
-        log(f"== funnel ({len(funnel.stages)} stages, top {funnel.top_k})")
+        log(f"== funnel ({len(funnel.stages)} stages, top {funnel.top_k}"
+            + (f", until {funnel.enough} pass)" if funnel.enough else ")"))
         report = run_funnel(run_dir, funnel, progress=progress)
     result = {"run_dir": str(run_dir), "evaluations": summary["evaluations"],
               "search_seconds": summary["seconds"], "funnel_seconds": report.get("seconds")}

@@ -43,8 +43,14 @@ class FunnelConfig:
     # also the hall of fame's programs (the Pareto front of live statements against fitness) that
     # beat the warm start on the proxy: shorter candidates than the top K, which are all long
     pareto: bool = False
+    # stop once this many candidates have passed every stage (None: train every candidate). The
+    # stages rank the passers differently, so training the rest on the last stage buys a choice
+    # among passers that a larger task would make differently, at most of the funnel's cost
+    enough: int | None = None
 
     def __post_init__(self):
+        if self.enough is not None and self.enough < 1:
+            raise ValueError(f"enough: a count >= 1 is needed (or null: train every candidate), got {self.enough}")
         if not self.stages:
             raise ValueError("stages: at least one stage is needed")
         if self.top_k < 1:
@@ -161,7 +167,11 @@ def tune_on_stage(stage: Stage, programs: list[str], cfg: FunnelConfig, weight_d
 
 
 def run_funnel(run_dir: str | Path, cfg: FunnelConfig, progress: bool = True) -> dict:
-    """Run the funnel on a search's run directory; writes `selection.json` and `selection.md`."""
+    """Run the funnel on a search's run directory; writes `selection.json` and `selection.md`.
+    The candidates go through the stages best on the proxy first, in groups (as many as still
+    needed to reach `enough` passers, at least one per worker), until `enough` have passed every
+    stage; the rest are not trained (`passed` None). Where fewer pass, every candidate is tried.
+    The baseline is tuned once per stage."""
     import time
 
     from tqdm import tqdm
@@ -170,26 +180,37 @@ def run_funnel(run_dir: str | Path, cfg: FunnelConfig, progress: bool = True) ->
     from search.runner import connect_ray
     connect_ray(cfg.ray, [s.task.name for s in cfg.stages])
     entries = candidates_of(run_dir, cfg.top_k, cfg.pareto)
-    baseline = {"id": "baseline", "fingerprint": None, "fitness": None,
-                "program": dsl.to_text(dsl.load(cfg.baseline))}
+    baseline = dsl.to_text(dsl.load(cfg.baseline))
     rows = [{"id": e["id"], "fingerprint": e["fingerprint"], "proxy_loss": e["fitness"], "program": e["program"],
-             "stages": {}, "passed": True} for e in entries]
-    stage_info = []
-    alive = list(range(len(rows)))
-    for stage in tqdm(cfg.stages, desc="funnel", unit="stage", disable=not progress):
-        best = tune_on_stage(stage, [baseline["program"]] + [entries[i]["program"] for i in alive], cfg)
-        base = best[0]["loss"]
-        stage_info.append({"name": stage.name, "task": stage.task.name, "size": stage.task.size,
-                           "seeds": list(stage.task.seeds), "baseline": best[0], "max_ratio": stage.max_ratio})
-        for g, i in enumerate(alive, 1):
-            ok = math.isfinite(best[g]["loss"]) and best[g]["loss"] <= stage.max_ratio * base
-            rows[i]["stages"][stage.name] = {**best[g], "ratio": best[g]["loss"] / base if base else math.inf,
-                                             "passed": ok}
-            rows[i]["passed"] = ok  # alive: it passed every stage before this one
-        alive = [i for i in alive if rows[i]["passed"]]
-    report = {"run_dir": str(run_dir), "stages": stage_info, "candidates": rows,
-              "survivors": [rows[i]["id"] for i in alive], "made_from": provenance(run_dir, cfg),
-              "seconds": round(time.monotonic() - start, 1)}
+             "stages": {}, "passed": None} for e in entries]
+    stage_info: dict[str, dict] = {}
+    need = cfg.enough or len(rows)
+    todo = list(range(len(rows)))  # best on the proxy first (`candidates_of`)
+    bar = tqdm(total=len(rows), desc="funnel", unit="candidate", disable=not progress)
+    while todo and sum(r["passed"] is True for r in rows) < need:
+        size = max(need - sum(r["passed"] is True for r in rows), cfg.ray.workers)
+        alive, todo = todo[:size], todo[size:]
+        for stage in cfg.stages:
+            if not alive:
+                break
+            known = stage_info.get(stage.name)
+            best = tune_on_stage(stage, ([] if known else [baseline]) + [rows[i]["program"] for i in alive], cfg)
+            if not known:
+                known = stage_info[stage.name] = {
+                    "name": stage.name, "task": stage.task.name, "size": stage.task.size,
+                    "seeds": list(stage.task.seeds), "baseline": best.pop(0), "max_ratio": stage.max_ratio}
+            base = known["baseline"]["loss"]
+            for got, i in zip(best, alive):
+                ok = math.isfinite(got["loss"]) and got["loss"] <= stage.max_ratio * base
+                rows[i]["stages"][stage.name] = {**got, "ratio": got["loss"] / base if base else math.inf,
+                                                 "passed": ok}
+                rows[i]["passed"] = ok  # alive: it passed every stage before this one
+            alive = [i for i in alive if rows[i]["passed"]]
+        bar.update(len(rows) - len(todo) - bar.n)
+    bar.close()
+    report = {"run_dir": str(run_dir), "stages": [stage_info[s.name] for s in cfg.stages if s.name in stage_info],
+              "candidates": rows, "survivors": [r["id"] for r in rows if r["passed"]],
+              "made_from": provenance(run_dir, cfg), "seconds": round(time.monotonic() - start, 1)}
     out = Path(run_dir)
     (out / "selection.json").write_text(json.dumps(_jsonable(report), indent=1))
     (out / "selection.md").write_text(table(report))
@@ -215,6 +236,9 @@ def _jsonable(x):
     return x
 
 
+VERDICTS = {True: "passed", False: "failed", None: "not trained (enough passed)"}
+
+
 def table(report: dict) -> str:
     """The funnel as a Markdown table: candidate, loss (and lr multiplier) at each stage, verdict."""
     names = [s["name"] for s in report["stages"]]
@@ -228,5 +252,5 @@ def table(report: dict) -> str:
             s = r["stages"].get(n)
             cells.append("" if s is None else f"{s['loss']:.4f} (x{s['lr_multiplier']:g}) {'pass' if s['passed'] else 'fail'}")
         lines.append(f"| {r['id']} | {r['proxy_loss']:.4f} | " + " | ".join(cells)
-                     + f" | {'passed' if r['passed'] else 'failed'} |")
+                     + f" | {VERDICTS[r['passed']]} |")
     return "\n".join(lines) + "\n"

@@ -1,4 +1,5 @@
 """The funnel on a real short run, on a local Ray instance."""
+import dataclasses
 import json
 
 import pytest
@@ -167,3 +168,22 @@ def test_candidates_come_from_every_island_in_turn(tmp_path):
     # one island: the best first, as before
     (tmp_path / "history.jsonl").write_text("".join(json.dumps(r | {"island": 0}) + "\n" for r in records))
     assert [c["id"] for c in candidates_of(tmp_path, 4)] == [0, 1, 2, 3]
+
+
+def test_the_funnel_stops_once_enough_candidates_passed_and_tries_every_one_where_none_does(run_dir):
+    stage = Stage("A", TaskConfig(name="logreg", size=SMALL, seeds=(0,)), max_ratio=10.0)  # every finite loss passes
+    cfg = FunnelConfig(stages=(stage,), top_k=4, lr_multipliers=(1.0,), enough=1, ray=RayConfig(workers=1))
+    report = run_funnel(run_dir, cfg, progress=False)
+    rows = report["candidates"]
+    assert len(rows) >= 2
+    assert rows[0]["passed"] is True and list(rows[0]["stages"]) == ["A"]  # the best on the proxy goes first
+    assert all(r["passed"] is None and r["stages"] == {} for r in rows[1:])  # the rest are not trained
+    assert report["survivors"] == [rows[0]["id"]]
+    assert "not trained (enough passed)" in (run_dir / "selection.md").read_text()
+    # a bar nothing meets: every candidate is tried, the baseline once per stage
+    strict = Stage("A", stage.task, max_ratio=1e-6)
+    report = run_funnel(run_dir, dataclasses.replace(cfg, stages=(strict,)), progress=False)
+    assert all(r["passed"] is False and "A" in r["stages"] for r in report["candidates"])
+    assert report["survivors"] == [] and len(report["stages"]) == 1
+    with pytest.raises(ValueError, match="enough"):
+        dataclasses.replace(cfg, enough=0)
