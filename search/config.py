@@ -196,6 +196,12 @@ class SearchConfig:
     islands: int = 1
     migration_every: int | None = 500
     migrants: int = 1
+    # a trained child that would rank among the `rescore_top` best of its population is trained
+    # again on these seeds before it joins, and its fitness is the mean over all its seeds: a
+    # search scored on few seeds promotes the children its seeds' noise favours, and it is the
+    # population's leaders, the parents of most children, whose luck costs most
+    rescore_seeds: tuple[int, ...] = ()
+    rescore_top: int = 1
 
     def __post_init__(self):
         if self.method not in ("evolution", "random"):
@@ -218,6 +224,10 @@ class SearchConfig:
             raise ValueError(f"max_trainings: expected a positive number of trainings, got {self.max_trainings}")
         if self.restart_after < 0:
             raise ValueError(f"restart_after: expected 0 (never) or more, got {self.restart_after}")
+        if min(self.rescore_seeds, default=0) < 0 or len(set(self.rescore_seeds)) < len(self.rescore_seeds):
+            raise ValueError(f"rescore_seeds: distinct seeds, none negative, are needed; got {list(self.rescore_seeds)}")
+        if self.rescore_top < 1:
+            raise ValueError(f"rescore_top: expected 1 or more, got {self.rescore_top}")
 
 
 @dataclass(frozen=True)
@@ -271,6 +281,11 @@ class RunConfig:
     def __post_init__(self):  # a negative seed fails only once the warm start has trained
         if self.seed < 0:
             raise ValueError(f"seed: expected 0 or more, got {self.seed}")
+        again = self.search.rescore_seeds
+        if again and (set(again) & set(self.task.seeds) or len(again) != len(self.task.seeds)):
+            # as many seeds as the task's: the workers' compiled executables serve the re-score too
+            raise ValueError(f"search.rescore_seeds: {len(self.task.seeds)} seeds (as many as task.seeds, none of "
+                             f"them) are needed; got {list(again)} beside task.seeds {list(self.task.seeds)}")
 
 
 def load_config(path: str | Path, cls=RunConfig):

@@ -176,6 +176,7 @@ class Search:
         self.stats = Stats()
         self.hall = HallOfFame()  # written to pareto.json at each checkpoint
         self.in_flight = 0  # children in training, or waiting for an equal one's result
+        self.rescores: deque = deque()  # (fingerprint, child, result): would-be leaders to train on more seeds
         self.training = 0  # children in training
         self.bar = None
         for rec in history:
@@ -236,8 +237,14 @@ class Search:
 
     def _children(self):
         """Children that need training, as `WorkerPool.map` items, proposed until a stop condition
-        holds: a child the checks answer (dead code only, the cache) is recorded here at once."""
-        while self.stop_reason() is None:
+        holds: a child the checks answer (dead code only, the cache) is recorded here at once. A
+        would-be leader's re-score (`search.rescore_seeds`) goes before any new child."""
+        while True:
+            while self.rescores:
+                fp, c, first = self.rescores.popleft()
+                yield ("rescore", fp, c, first), c.live, self.cfg.search.rescore_seeds
+            if self.stop_reason() is not None:
+                return
             c = self.evo.ask()
             if c.dead_code_only:
                 self._child_record(c, c.parent.fingerprint, c.parent.evaluation.reused(), "dead_code")
@@ -252,7 +259,32 @@ class Search:
             self.in_flight += 1
             if not self.cache.join(fp, c):
                 self.training += 1
-                yield (fp, c), c.live
+                yield ("child", fp, c), c.live
+
+    def _would_lead(self, c: Child, res: Evaluation) -> bool:
+        """Whether a trained child would rank among the `rescore_top` best of its population."""
+        s = self.cfg.search
+        if not s.rescore_seeds or not res.ok:
+            return False
+        ranked = sorted(r.loss for r in self.evo.islands[c.island])
+        return not ranked or res.loss < ranked[min(s.rescore_top, len(ranked)) - 1]
+
+    def _trained(self, key: tuple, res: Evaluation) -> None:
+        """A training finished: a would-be leader goes back for its re-score; a child is recorded,
+        with the children that waited for an equal program."""
+        kind, fp, child, *first = key
+        if kind == "rescore":
+            res = first[0].joined(res)
+        elif self._would_lead(child, res):
+            self.rescores.append((fp, child, res))
+            return
+        self._child_record(child, fp, res, "trained")
+        self.in_flight -= 1
+        self.training -= 1
+        for other in self.cache.finish(fp):
+            self._child_record(other, fp, res.reused(), "cache")
+            self.in_flight -= 1
+        self._after_child()
 
     def _after_child(self) -> None:
         """After a child's record: the progress bar, then a restart or a migration where one is due."""
@@ -302,14 +334,11 @@ class Search:
                     self._record(todo[i], None, "warm start", 0, fp, res, "warm_start")
                 _update(bar, self)
             self.evo.k = self.stats.sources["warm_start"] + self._children_done()  # resumed: the streams not yet used
-            for (fp, child), res in pool.map(self._children()):
-                self._child_record(child, fp, res, "trained")
-                self.in_flight -= 1
-                self.training -= 1
-                for other in self.cache.finish(fp):
-                    self._child_record(other, fp, res.reused(), "cache")
-                    self.in_flight -= 1
-                self._after_child()
+            while True:  # once the budget is spent, the re-scores the last trainings asked for
+                for key, res in pool.map(self._children()):
+                    self._trained(key, res)
+                if not self.rescores:
+                    break
             summary = self.summary()
             self.dir.write_json("summary.json", summary)
         finally:
@@ -331,7 +360,9 @@ class Search:
                else f"the budget of {s.evaluations} evaluations is spent")
         return {"run_dir": str(self.dir.path), "evaluations": len(self.records), "stopped": stopped,
                 "stopped_because": why,
-                "seconds": round(time.monotonic() - self._start, 1), "stats": self.stats.as_dict(), "best": best}
+                "seconds": round(time.monotonic() - self._start, 1), "stats": self.stats.as_dict(),
+                "rescored": sum(r.source == "trained" and len(r.evaluation.seed_losses or ()) > len(self.cfg.task.seeds)
+                                for r in self.records), "best": best}
 
 
 def _done(search: Search) -> tuple[int, int, str]:

@@ -63,6 +63,18 @@ class Evaluation:
         """The same result, answered without training (no worker)."""
         return dataclasses.replace(self, worker=None)
 
+    def joined(self, other: "Evaluation") -> "Evaluation":
+        """This result and the same program's on other seeds as one: the mean over all the seeds
+        (inf where any failed), the first failure's status, the seconds of both."""
+        seeds = (self.seed_losses or ()) + (other.seed_losses or ())
+        ok = self.ok and other.ok and all(x is not None for x in seeds)
+        n, m = len(self.seed_losses or ()), len(other.seed_losses or ())
+        acc = (None if self.accuracy is None or other.accuracy is None or not n + m
+               else (self.accuracy * n + other.accuracy * m) / (n + m))
+        return Evaluation(sum(seeds) / len(seeds) if ok and seeds else math.inf, acc,
+                          self.status if not self.ok else other.status, self.seconds + other.seconds,
+                          self.worker, seeds)
+
     def to_json(self) -> dict:
         return {"fitness": self.loss if math.isfinite(self.loss) else None, "accuracy": self.accuracy,
                 "status": self.status, "seconds": self.seconds, "worker": self.worker,

@@ -281,3 +281,29 @@ def test_the_search_space_section_shapes_a_real_search(local_ray, tmp_path):
             assert {s.op for s in p.statements} <= warm_ops | set(space.ops) and len(p) <= 20
         if method == "random":  # every child is a walk from one of the two warm starts, and both are used
             assert {r["parent"] for r in recs[2:]} == {0, 1}
+
+
+def test_would_be_leaders_are_rescored_on_more_seeds_and_replay_on_resume(local_ray, tmp_path):
+    """A trained child that would rank among the population's best 2 is trained again on seed 7;
+    its fitness is the mean of both seeds' losses, and the budget still counts children."""
+    from proxy_tasks import Evaluator
+    cfg = config(evaluations=10_000, workers=1, max_trainings=25, rescore_seeds=(7,), rescore_top=2)
+    summary = run_search(cfg, tmp_path / "run", progress=False)
+    recs = history(tmp_path / "run")
+    trained = [r for r in recs if r["source"] == "trained"]
+    assert len(trained) == 25 and summary["stats"]["trained"] == 25
+    again = [r for r in trained if len(r["seed_losses"]) == 2]
+    assert again and summary["rescored"] == len(again) < len(trained)
+    for r in again:
+        assert r["fitness"] == pytest.approx(sum(r["seed_losses"]) / 2)
+        population = sorted(x["fitness"] if x["fitness"] is not None else float("inf") for x in recs[:r["id"]][-10:])
+        assert r["seed_losses"][0] < population[1]  # on seed 0 it would have ranked 1st or 2nd
+    ev = Evaluator(TASK.name, **TASK.size)
+    r = again[-1]
+    assert ev.evaluate(dsl.parse(r["program"]), seeds=(7,)).loss == pytest.approx(r["seed_losses"][1], rel=1e-5)
+    # a resumed run replays the re-scored fitnesses: the same population, and it goes on
+    more = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, max_trainings=30))
+    run_search(more, tmp_path / "run", resume=True, progress=False)
+    assert history(tmp_path / "run")[:len(recs)] == recs
+    with pytest.raises(ValueError, match="rescore_seeds"):
+        dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, rescore_seeds=(0,)))
