@@ -12,6 +12,8 @@ config's `random_depths`). Each method's table goes to `OUT/<method>.md`; `OUT/r
 methods side by side. A run counts as a rediscovery when its verdict is `discovered` and its final
 program's family (`dsl.family`) is `lion` or `signum` (Lion with b1 = b2); the table names which.
 Every row records the code version it ran on; a table of rows from several versions says so.
+The tables need only each run's `final.json` and `rate.json`, so a measurement can be kept (and
+its table rewritten with `--table-only`) without the runs' histories.
 """
 from __future__ import annotations
 
@@ -95,22 +97,30 @@ def run_seed(config: Path, method: str, seed: int, out: Path) -> dict:
     record = {"seed": seed, "method": method, "exit_status": rc, "wall_seconds": round(wall, 1),
               "code": code_version()}
     run.mkdir(parents=True, exist_ok=True)
+    final = run / "final.json"
+    if final.exists():  # kept here, so that the table needs only final.json and rate.json
+        record["found_at_training"] = found_at_training(run)
     rate_file.write_text(json.dumps(record, indent=1))
-    if not (run / "final.json").exists():
+    if not final.exists():
         raise SystemExit(f"{method} seed {seed}: the run ended (exit status {rc}) without a verdict; "
                          f"rerun to resume it from {run}")
     return record
+
+
+def found_at_training(run: Path) -> int | None:
+    """How far into the search's training budget the final's candidate was found: the trainings
+    (the warm start's included) up to and including it; None where the run simplified none."""
+    candidate = json.loads((run / "final.json").read_text()).get("candidate")
+    if candidate is None:
+        return None
+    return sum(x.source in ("trained", "warm_start") for x in read_history(run) if x.id <= candidate)
 
 
 def row(out: Path, method: str, seed: int) -> dict | None:
     run = out / method / f"seed-{seed}"
     if not (run / "final.json").exists() or not (run / "rate.json").exists():
         return None
-    r = {**json.loads((run / "final.json").read_text()), **json.loads((run / "rate.json").read_text())}
-    if r.get("candidate") is not None:  # how far into the search's training budget it was found
-        r["found_at_training"] = sum(x.source in ("trained", "warm_start") for x in read_history(run)
-                                     if x.id <= r["candidate"])
-    return r
+    return {**json.loads((run / "final.json").read_text()), **json.loads((run / "rate.json").read_text())}
 
 
 def _minutes(r: dict) -> str:

@@ -66,7 +66,8 @@ def test_rate_script_runs_resumes_and_compares_random_search(tmp_path, capsys):
 
 def test_a_row_counts_the_trainings_spent_when_the_candidate_was_found(tmp_path):
     """`found at evaluation (training)`: evaluation ids count every child, the bracket only those
-    trained (the warm start included), up to and including the final's candidate."""
+    trained (the warm start included), up to and including the final's candidate; the table reads
+    it from rate.json, without the run's history."""
     import dsl
     from search.record import Evaluation, Record
     from search.rundir import RunDir
@@ -78,8 +79,8 @@ def test_a_row_counts_the_trainings_spent_when_the_candidate_was_found(tmp_path)
     d.close()
     (run / "final.json").write_text(json.dumps({"verdict": "discovered", "candidate": 5, "found_at_evaluation": 6,
                                                 "evaluations": 8, "family": "signum", "family_text": "signum (b 0.5)"}))
-    (run / "rate.json").write_text(json.dumps({"seed": 3, "wall_seconds": 60.0, "code": "abc"}))
-    r = rediscovery_rate.row(tmp_path, "evolution", 3)
-    assert r["found_at_training"] == 3  # ids 0, 1 and 4
+    assert rediscovery_rate.found_at_training(run) == 3  # ids 0, 1 and 4
+    (run / "rate.json").write_text(json.dumps({"seed": 3, "wall_seconds": 60.0, "code": "abc", "found_at_training": 3}))
+    (run / "history.jsonl").unlink()  # the table needs only final.json and rate.json
     text, _ = rediscovery_rate.table(tmp_path, "evolution", [3])
     assert "| 6 of 8 (3) |" in text
