@@ -12,8 +12,10 @@ config's `random_depths`). Each method's table goes to `OUT/<method>.md`; `OUT/r
 methods side by side. A run counts as a rediscovery when its verdict is `discovered` and its final
 program's family (`dsl.family`) is `lion` or `signum` (Lion with b1 = b2); the table names which.
 Every row records the code version it ran on; a table of rows from several versions says so.
-The tables need only each run's `final.json` and `rate.json`, so a measurement can be kept (and
-its table rewritten with `--table-only`) without the runs' histories.
+The tables, and random search's depths, need only each run's `final.json` and `rate.json` (where
+the evolution run's lineage depths are kept), so a measurement can be kept (and its table
+rewritten with `--table-only`) without the runs' histories (`docs/rate/`, whose bulky run files
+git ignores).
 """
 from __future__ import annotations
 
@@ -69,10 +71,9 @@ def method_config(config: Path, method: str, seed: int, out: Path) -> Path:
     cfg.setdefault("search", {})["method"] = "random"
     for key in ("islands", "migration_every", "migrants"):  # random search has no population to split
         cfg["search"].pop(key, None)
-    evo = out / "evolution" / f"seed-{seed}"
-    if (evo / "final.json").exists():
-        from search.inspect import lineage_depths
-        cfg["search"]["random_depths"] = sorted(set(d for d in lineage_depths(evo) if d > 0))
+    evo = out / "evolution" / f"seed-{seed}" / "rate.json"
+    if evo.exists():
+        cfg["search"]["random_depths"] = json.loads(evo.read_text())["lineage_depths"]
     path = out / method / f"seed-{seed}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -98,8 +99,11 @@ def run_seed(config: Path, method: str, seed: int, out: Path) -> dict:
               "code": code_version()}
     run.mkdir(parents=True, exist_ok=True)
     final = run / "final.json"
-    if final.exists():  # kept here, so that the table needs only final.json and rate.json
+    if final.exists():  # kept here, so that the table and random search need only final.json and rate.json
         record["found_at_training"] = found_at_training(run)
+        if method == "evolution":
+            from search.inspect import lineage_depths
+            record["lineage_depths"] = sorted(set(d for d in lineage_depths(run) if d > 0))
     rate_file.write_text(json.dumps(record, indent=1))
     if not final.exists():
         raise SystemExit(f"{method} seed {seed}: the run ended (exit status {rc}) without a verdict; "

@@ -56,7 +56,9 @@ def test_rate_script_runs_resumes_and_compares_random_search(tmp_path, capsys):
     rcfg = yaml.safe_load((out / "random" / "seed-0.yaml").read_text())
     assert rcfg["search"]["method"] == "random"
     from search.inspect import lineage_depths
-    assert rcfg["search"]["random_depths"] == sorted(set(d for d in lineage_depths(out / "evolution" / "seed-0") if d > 0))
+    depths = sorted(set(d for d in lineage_depths(out / "evolution" / "seed-0") if d > 0))
+    assert rcfg["search"]["random_depths"] == depths
+    assert json.loads((out / "evolution" / "seed-0" / "rate.json").read_text())["lineage_depths"] == depths
     history = [json.loads(line) for line in (out / "random" / "seed-0" / "history.jsonl").read_text().splitlines()]
     assert len(history) == 14 and all(h["parent"] == 0 for h in history[1:])
     assert all(h["mutation"].startswith("random walk of ") for h in history[1:])
