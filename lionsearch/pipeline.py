@@ -89,6 +89,11 @@ class PipelineConfig(RunConfig):
         if self.search_space.max_statements > MAX_STATEMENTS:  # the survivor must be simplifiable
             raise ValueError(f"search_space.max_statements: at most {MAX_STATEMENTS} for the whole method "
                              f"(the longest program simplification takes), got {self.search_space.max_statements}")
+        for stage in self.funnel.stages:  # the leaders' re-score must not train on a stage's held-out seeds
+            leak = set(self.search.rescore_seeds) & set(stage.task.seeds)
+            if (stage.task.name, stage.task.size) == (self.task.name, self.task.size) and leak:
+                raise ValueError(f"search.rescore_seeds: funnel stage {stage.name} checks the search's task on "
+                                 f"seeds {sorted(leak)}; seeds no stage of the search's task uses are needed")
         shared = set(self.verdict.seeds) & set(self.funnel.stages[-1].task.seeds)
         if shared:
             raise ValueError(f"verdict.seeds: seeds the last stage does not train on are needed; "
