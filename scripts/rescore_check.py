@@ -1,8 +1,10 @@
 """Does re-scoring the leaders keep a search from learning its seeds' noise? The quickstart's search
-on each seed twice, with its `search.rescore_seeds` and without, then each run's top 20 on seeds
-no search trains on (`scripts/overfit_check.py`) and its momentum share (`scripts/time_to_family.py`).
+on each seed twice, as the config has it and with `search.rescore_seeds` (and `rescore_top`) set,
+then each run's top 20 on seeds no search trains on (`scripts/overfit_check.py`) and its momentum
+share (`scripts/time_to_family.py`).
 
-    python scripts/rescore_check.py --seeds 137-139 [--config configs/quickstart.yaml] [--out rescore]
+    python scripts/rescore_check.py --seeds 137-139 [--rescore-seeds 6 7] [--rescore-top 5]
+                                    [--config configs/quickstart.yaml] [--out rescore]
 
 Each search runs with one worker (so that a seed's run is exactly reproducible), the two of a seed
 side by side on the 2 cores; runs already done in OUT are kept. The budget is the config's (its
@@ -21,15 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rediscovery_rate import ROOT, seed_list  # noqa: E402
 
 
-def search_config(config: Path, rescore: bool, out: Path) -> Path:
-    """The config's search alone, on one worker, with or without the leaders' re-score."""
+def search_config(config: Path, rescore: dict | None, out: Path) -> Path:
+    """The config's search alone, on one worker, with the leaders' re-score (`rescore`: its
+    `search` keys) or as the config has it."""
     cfg = yaml.safe_load(config.read_text())
     for section in ("funnel", "simplify", "verdict"):
         cfg.pop(section, None)
     cfg["ray"] = {"address": None, "num_cpus": 1, "workers": 1}
-    if not rescore:
-        cfg["search"].pop("rescore_seeds", None)
-        cfg["search"].pop("rescore_top", None)
+    cfg["search"].update(rescore or {})
     path = out / ("rescore.yaml" if rescore else "base.yaml")
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
@@ -39,12 +40,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=seed_list, default=seed_list("137-139"))
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "quickstart.yaml")
+    ap.add_argument("--rescore-seeds", type=int, nargs="+", default=[6, 7])
+    ap.add_argument("--rescore-top", type=int, default=5)
     ap.add_argument("--out", type=Path, default=ROOT / "rescore")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    if not yaml.safe_load(args.config.read_text()).get("search", {}).get("rescore_seeds"):
-        raise SystemExit(f"{args.config}: search.rescore_seeds is not set; nothing to compare")
-    configs = {v: search_config(args.config, v == "rescore", args.out) for v in ("base", "rescore")}
+    rescore = {"rescore_seeds": args.rescore_seeds, "rescore_top": args.rescore_top}
+    configs = {v: search_config(args.config, rescore if v == "rescore" else None, args.out) for v in ("base", "rescore")}
     runs = []
     for seed in args.seeds:
         procs = []
