@@ -9,11 +9,14 @@
    must follow, and no edit that leaves a program blind to the lr input: `dsl.check`), a deletion, a replacement by one of a
    statement's arguments, a swap of two neighbouring statements (read the newer value of a
    slot), or a rounder constant, when the validation loss, at the best lr multiplier (the sweep
-   goes on past a winning end of the grid), stays within `tolerance` (relative) of the input's
-   loss at its best lr; then the exact rewrites again, and the pass goes on with the edits it
-   has not tried; passes repeat until one changes nothing. The reference stays fixed: the lowest
-   of a run of noisy losses drifts low, and a bar that followed it would reject, by luck, steps
-   that cost nothing;
+   goes on past a winning end of the grid), stays within `tolerance` (relative) of the
+   reference loss, at first the input's at its best lr; then the exact rewrites again, and the
+   pass goes on with the edits it has not tried; passes repeat until one changes nothing. The
+   reference moves only where an accepted step beats it by more than the tolerance (to that
+   step's loss): the lowest of a run of noisy losses drifts low, and a bar that followed every
+   step would reject, by luck, steps that cost nothing; but a bar fixed at a poor input's loss
+   would let a program made much better by one step (`sign(m)` for a ratio) give it all back by
+   the next (the momentum dropped);
 4. with a check task and `tune_trainings`: each constant of the result tuned, as a researcher
    tunes a new optimizer's hyper-parameters (an ablation keeps a constant found for the program
    it was in: `m / |g|` with momentum 0.1 becomes `sign(m)` with momentum 0.1, which wants 0.5).
@@ -234,8 +237,10 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
         take(f"drop {len(p) - len(q)} dead statement(s)", q, base)
     q = exact_simplify(q, log=lambda what, r: take(what, r, base))
     if task is not None:
-        # within tolerance of the input's loss, a fixed bar (see the module's docstring)
-        bar = base * (1 + tolerance) if math.isfinite(base) else math.inf
+        # within tolerance of the reference: the input's loss, moved only by a step that beats it
+        # by more than the tolerance (see the module's docstring)
+        ref = base
+        bar = ref * (1 + tolerance) if math.isfinite(ref) else math.inf
         seen = {q}  # no program is tried twice, so swaps cannot cycle
         # A pass tries each edit once: after an accepted step it goes on with the edits it has not
         # tried (by description), rather than from the first again, so that a budget buys a whole
@@ -262,6 +267,8 @@ def simplify_steps(p: Program, task: str | None = None, tolerance: float = 0.01,
                         continue
                 value, r, k = tuned(r, hopeless=2 * bar)
                 if value <= bar:
+                    if value * (1 + tolerance) < ref:  # a clear gain: the new reference
+                        ref, bar = value, value * (1 + tolerance)
                     take(what + ("" if k == 1.0 else f" (lr x{k:g})"), r, value)
                     q = exact_simplify(r, log=lambda w, x: take(w, x, value))
                     accepted = stepped = True

@@ -522,3 +522,23 @@ def test_the_ablation_keeps_the_update_following_the_lr_input():
                            scorer=lambda q: scored.append(q) or ev.evaluate(q, (0,)).loss)
     assert len(scored) >= 3 and all(dsl.follows_lr(q) for q in scored)
     assert all(dsl.follows_lr(s.program) for s in steps)
+
+
+def test_a_step_that_beats_the_reference_by_more_than_the_tolerance_becomes_the_reference():
+    """A poor input made much better by one step (`sign(m)` for a scaled momentum) does not give
+    the gain back by the next: dropping the momentum, within the tolerance of the input's loss but
+    not of the better program's, is rejected. Steps within the tolerance move nothing."""
+    p = prog("""
+        m = interp(g, m, 0.5)
+        update = m * 2.0
+        update = update * lr
+    """)
+
+    def scorer(q):  # a rule, not a training: signum 1, signSGD 1.5, the rest 2
+        return {"signum": 1.0, "signsgd": 1.5}.get(dsl.family(q).name, 2.0)
+
+    steps = simplify_steps(p, task="logreg", scorer=scorer, tolerance=0.1)
+    assert [s.loss for s in steps if s.what.startswith("rewrite")][:1] == [1.0]
+    assert dsl.family(steps[-1].program).name == "signum" and steps[-1].loss == 1.0
+    # the fixed bar of the input (2.2) would have taken the momentum's drop (1.5)
+    assert all(s.loss != 1.5 for s in steps)
