@@ -14,7 +14,7 @@ program's family (`dsl.family`) is `lion` or `signum` (Lion with b1 = b2); the t
 Every row records the code version it ran on; a table of rows from several versions says so.
 The tables, and random search's depths, need only each run's `final.json` and `rate.json` (where
 the evolution run's lineage depths are kept), so a measurement can be kept (and its table
-rewritten with `--table-only`) without the runs' histories (`docs/rate/`, whose bulky run files
+rewritten with `--table-only`) without the runs' histories (`docs/rate/CODE/`, whose bulky run files
 git ignores).
 """
 from __future__ import annotations
