@@ -187,8 +187,8 @@ def run_funnel(run_dir: str | Path, cfg: FunnelConfig, progress: bool = True) ->
     need = cfg.enough or len(rows)
     todo = list(range(len(rows)))  # best on the proxy first (`candidates_of`)
     bar = tqdm(total=len(rows), desc="funnel", unit="candidate", disable=not progress)
-    while todo and sum(r["passed"] is True for r in rows) < need:
-        size = max(need - sum(r["passed"] is True for r in rows), cfg.ray.workers)
+    while todo and (short := need - sum(r["passed"] is True for r in rows)) > 0:
+        size = max(short, cfg.ray.workers)
         alive, todo = todo[:size], todo[size:]
         for stage in cfg.stages:
             if not alive:
