@@ -5,6 +5,7 @@ it is cheap (well under a millisecond per program) so the search can afford it f
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -114,6 +115,13 @@ def check(p: Program, seed: int = 0, follow_lr: bool = True) -> Verdict:
     and, with `follow_lr`, updates blind to the learning rate: the lr input carries the schedule
     and is what each task's lr sweep scales, so a program that ignores it (`lr = c`) can follow
     neither (`follow_lr=False` for a search of rules that set their own step size)."""
+    return _check_live(strip_dead_code(p), seed, follow_lr)
+
+
+# The verdict reads the updates alone, which dead statements never reach: judged on the live
+# statements, and once for each (a search's dead-code-only children repeat their parent's).
+@functools.lru_cache(maxsize=4096)
+def _check_live(p: Program, seed: int, follow_lr: bool) -> Verdict:
     try:
         ups = trajectory(p, seed)
     except (ArithmeticError, ValueError, TypeError) as e:  # defensive: ops are total by design
@@ -123,18 +131,21 @@ def check(p: Program, seed: int = 0, follow_lr: bool = True) -> Verdict:
             if not np.all(np.isfinite(u)):
                 return Verdict(False, f"update is NaN or inf at step {t}")
     rng = np.random.default_rng(seed + 1)
-    other = trajectory(p, seed, grads=[[rng.normal(size=s) for s in SHAPES] for _ in range(STEPS)])
-    if all(np.array_equal(a, b) for x, y in zip(ups, other) for a, b in zip(x, y)):
+    if _same(ups, trajectory(p, seed, grads=[[rng.normal(size=s) for s in SHAPES] for _ in range(STEPS)])):
         return Verdict(False, "update does not depend on the gradient")
-    if follow_lr and not follows_lr(p, seed):
+    if follow_lr and _same(ups, trajectory(p.scale_lr(2.0), seed)):
         return Verdict(False, "update does not depend on the learning rate")
     return Verdict(True, "ok")
 
 
 def follows_lr(p: Program, seed: int = 0) -> bool:
     """Whether `p`'s updates change when its lr input is doubled."""
-    return not all(np.array_equal(a, b) for x, y in zip(trajectory(p, seed), trajectory(p.scale_lr(2.0), seed))
-                   for a, b in zip(x, y))
+    return not _same(trajectory(p, seed), trajectory(p.scale_lr(2.0), seed))
+
+
+def _same(ups, other) -> bool:
+    """Whether two trajectories (`trajectory`) hold exactly the same updates."""
+    return all(np.array_equal(a, b) for x, y in zip(ups, other) for a, b in zip(x, y))
 
 
 def _rounded(x: np.ndarray, bits: int = 20) -> np.ndarray:

@@ -57,6 +57,16 @@ def test_check_rejects_with_a_reason(lines, reason):
     assert not verdict and reason in verdict.reason
 
 
+def test_check_judges_the_live_statements_once():
+    from dsl.analysis import _check_live
+    p = prog("c = interp(g, m, 0.9)", "update = sign(c)", "update = update * lr", "m = interp(g, m, 0.99)")
+    dead = prog("a = exp(g)", "a = exp(a)", "a = exp(a)", "junk = exp(a)",  # inf, but never reaches update
+                "c = interp(g, m, 0.9)", "update = sign(c)", "update = update * lr", "m = interp(g, m, 0.99)")
+    _check_live.cache_clear()
+    assert dsl.check(p) and dsl.check(dead)
+    assert _check_live.cache_info().hits == 1  # the dead-code variant: its live part already judged
+
+
 def test_domain_rule_gives_zero_not_nan():
     x = np.array([-1.0, 0.0, 4.0])
     for name, expect in [("sqrt", [0, 0, 2]), ("log", [0, 0, np.log(4)]), ("rsqrt", [0, 0, 0.5]),
