@@ -198,8 +198,8 @@ def test_shipped_quickstart_config_loads():
 def test_the_islands_config_is_the_quickstart_search_split_into_islands():
     """configs/quickstart_islands.yaml (the islands measurement) differs from the quickstart's
     search only in how its population of 100 is split and meets, in its budget (6000 evaluations),
-    and in the tune mutation, which the quickstart gained after that measurement (the config stays
-    as it was measured)."""
+    and in the tune mutation and the leaders' re-score, which the quickstart gained after that
+    measurement (the config stays as it was measured)."""
     import dataclasses
     from pathlib import Path
     configs = Path(__file__).parent.parent / "configs"
@@ -210,8 +210,10 @@ def test_the_islands_config_is_the_quickstart_search_split_into_islands():
         islands.search, population=quick.search.population, islands=quick.search.islands,
         migration_every=quick.search.migration_every,
         migrants=quick.search.migrants, evaluations=quick.search.evaluations,
-        max_trainings=quick.search.max_trainings, mutation=quick.search.mutation)) == quick
+        max_trainings=quick.search.max_trainings, mutation=quick.search.mutation,
+        rescore_seeds=quick.search.rescore_seeds, rescore_top=quick.search.rescore_top)) == quick
     assert islands.search.mutation.tune == 0 and quick.search.mutation.tune > 0
+    assert not islands.search.rescore_seeds and quick.search.rescore_seeds
 
 
 def test_pipeline_config_errors_name_the_key(tmp_path):
