@@ -1,5 +1,5 @@
 """Does re-scoring the leaders keep a search from learning its seeds' noise? The quickstart's search
-on each seed twice, as the config has it and with `search.rescore_seeds` (and `rescore_top`) set,
+on each seed twice, without the re-score and with `search.rescore_seeds` (and `rescore_top`) set,
 then each run's top 20 on seeds no search trains on (`scripts/overfit_check.py`) and its momentum
 share (`scripts/time_to_family.py`).
 
@@ -25,12 +25,12 @@ from rediscovery_rate import ROOT, seed_list  # noqa: E402
 
 def search_config(config: Path, rescore: dict | None, out: Path) -> Path:
     """The config's search alone, on one worker, with the leaders' re-score (`rescore`: its
-    `search` keys) or as the config has it."""
+    `search` keys) or without one."""
     cfg = yaml.safe_load(config.read_text())
     for section in ("funnel", "simplify", "verdict"):
         cfg.pop(section, None)
     cfg["ray"] = {"address": None, "num_cpus": 1, "workers": 1}
-    cfg["search"].update(rescore or {})
+    cfg["search"].update(rescore or {"rescore_seeds": [], "rescore_top": 1})
     path = out / ("rescore.yaml" if rescore else "base.yaml")
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
