@@ -5,6 +5,10 @@ family, over a few seeds of a config.
     python scripts/bench_search.py [--task digits_mlp] [--evaluations 300] [--set steps=1000]
     python scripts/bench_search.py --to-family lion signum [--config configs/quickstart.yaml]
                                    [--seeds 0 1 2] [--out runs/to-family] [--evaluations N]
+                                   [--search tournament=5 ...]
+
+`--search KEY=VALUE` changes a key of the config's search section (e.g. population=200), so that
+variants of one config compare without a config file each; give each variant its own --out.
 
 Two measurements, each for 1 and 2 workers, with the ratio of 2 to 1:
 - pool: the same fixed set of distinct candidate programs (children of the AdamW warm start)
@@ -84,17 +88,22 @@ def pool_rate(task: TaskConfig, workers: int, programs: list, xla_flags: str | N
 
 
 def to_family(config: str, seeds: list[int], out: Path, families: list[str], evaluations: int | None,
-              max_trainings: int | None = None) -> str:
+              max_trainings: int | None = None, search: dict | None = None) -> str:
     """The search of `config` (its search part, as `lionsearch run` starts it) on each seed, in its
     own run directory under `out` (a finished one is kept, an interrupted one resumed), then the
-    time-to-family table (scripts/time_to_family.py) with the spared-children rates beside it."""
+    time-to-family table (scripts/time_to_family.py) with the spared-children rates beside it.
+    `search`: keys of the search section set in place of the config's."""
     import dataclasses
 
     from lionsearch.pipeline import load_pipeline
     from time_to_family import table
     cfg = load_pipeline(config).search_config()
     budget = {k: v for k, v in (("evaluations", evaluations), ("max_trainings", max_trainings)) if v}
-    cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, **budget))
+    changed = {k: tuple(v) if isinstance(v, list) else v for k, v in (search or {}).items()}
+    unknown = sorted(set(changed) - {f.name for f in dataclasses.fields(cfg.search)})
+    if unknown:
+        raise SystemExit(f"--search: the search section has no key {', '.join(unknown)}")
+    cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, **changed, **budget))
     runs = []
     for seed in seeds:
         run = out / f"seed-{seed}"
@@ -115,11 +124,14 @@ def main(argv=None):
     ap.add_argument("--set", action="append", default=[], type=knob, help="task size knob, e.g. steps=200")
     ap.add_argument("--evaluations", type=int, help="evaluations per search (default: 300; with --to-family, the config's)")
     ap.add_argument("--max-trainings", type=int, help="with --to-family: children trained per search (default: the config's)")
+    ap.add_argument("--search", action="append", default=[], type=knob, metavar="KEY=VALUE",
+                    help="with --to-family: a key of the config's search section, e.g. tournament=5")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--candidates", type=int, default=100, help="programs for the pool measurement")
     args = ap.parse_args(argv)
     if args.to_family:
-        print(to_family(args.config, args.seeds, Path(args.out), args.to_family, args.evaluations, args.max_trainings))
+        print(to_family(args.config, args.seeds, Path(args.out), args.to_family, args.evaluations, args.max_trainings,
+                        dict(args.search)))
         return
     args.evaluations = args.evaluations or 300
     task = TaskConfig(name=args.task, size=dict(args.set))

@@ -2,6 +2,8 @@
 import sys
 from pathlib import Path
 
+import pytest
+
 import dsl
 from search.config import RunConfig, SearchConfig, to_dict
 from search.record import Evaluation, Record
@@ -88,6 +90,11 @@ def test_bench_search_times_real_searches_to_a_family(local_ray, tmp_path):
     # a budget of children trained in place of the config's
     row = to_family(str(cfg), [4], out, ["lion"], None, max_trainings=3).splitlines()[-1].split(" | ")
     assert row[0] == f"| {out / 'seed-4'}" and row[2] == "3"
+    # a key of the search section changed for a variant
+    to_family(str(cfg), [5], tmp_path / "t3", ["lion"], None, search={"tournament": 3})
+    assert "tournament: 3" in (tmp_path / "t3" / "seed-5" / "config.yaml").read_text()
+    with pytest.raises(SystemExit, match="the search section has no key tournment"):
+        to_family(str(cfg), [5], tmp_path / "typo", ["lion"], None, search={"tournment": 3})
 
 
 def test_reachability_counts_the_family_along_random_walks(tmp_path):
