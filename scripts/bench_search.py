@@ -103,7 +103,7 @@ def to_family(config: str, seeds: list[int], out: Path, families: list[str], eva
     unknown = sorted(set(changed) - {f.name for f in dataclasses.fields(cfg.search)})
     if unknown:
         raise SystemExit(f"--search: the search section has no key {', '.join(unknown)}")
-    cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, **changed, **budget))
+    cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, **{**changed, **budget}))
     runs = []
     for seed in seeds:
         run = out / f"seed-{seed}"
